@@ -1,0 +1,291 @@
+package calib
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/onnxio/onnxpb"
+)
+
+// Options control a pass of data through a model.
+type Options struct {
+	MaxSamples int // use at most this many samples; 0 means all
+	Batch      int // samples per run; 0 means 64. A model with a fixed batch size imposes its own.
+	Runtime    RuntimeOptions
+}
+
+// DefaultBatch is the batch size used when Options.Batch is 0.
+const DefaultBatch = 64
+
+// Input describes a model's single run-time input.
+type Input struct {
+	Name string
+	Dims []int64 // declared shape; -1 for a dynamic or unknown dimension; nil when undeclared
+}
+
+// ModelInput returns the model's one float32 run-time input, or an error when it has several
+// or its element type is not float32.
+func ModelInput(m *onnxio.Model) (Input, error) {
+	ins := m.Graph.Inputs()
+	if len(ins) != 1 {
+		return Input{}, fmt.Errorf("model has %d run-time inputs; convpca feeds exactly one", len(ins))
+	}
+	vi := ins[0]
+	if et := onnxio.ElemType(vi); et != onnxpb.TensorProto_FLOAT {
+		return Input{}, fmt.Errorf("model input %q has element type %v; convpca feeds float32", vi.GetName(), et)
+	}
+	dims, _ := onnxio.Shape(vi)
+	return Input{Name: vi.GetName(), Dims: dims}, nil
+}
+
+func (in Input) String() string {
+	if in.Dims == nil {
+		return "any shape"
+	}
+	parts := make([]string, len(in.Dims))
+	for i, d := range in.Dims {
+		parts[i] = "?"
+		if d > 0 {
+			parts[i] = strconv.FormatInt(d, 10)
+		}
+	}
+	return strings.Join(parts, "x")
+}
+
+// fit checks that samples of the given shape can be fed to the input and returns the batch
+// size to use: the model's fixed batch size when it has one, else want.
+func (in Input) fit(sample []int, want int) (int, error) {
+	if in.Dims == nil {
+		return want, nil
+	}
+	ok := len(in.Dims) == len(sample)+1
+	for i := 0; ok && i < len(sample); i++ {
+		if d := in.Dims[i+1]; d > 0 && int64(sample[i]) != d {
+			ok = false
+		}
+	}
+	if !ok {
+		return 0, fmt.Errorf("data samples have shape %s but model input %q expects %s (batch first)", dimsString(sample), in.Name, in)
+	}
+	if in.Dims[0] > 0 {
+		return int(in.Dims[0]), nil
+	}
+	return want, nil
+}
+
+func dimsString(d []int) string {
+	parts := make([]string, len(d))
+	for i, v := range d {
+		parts[i] = strconv.Itoa(v)
+	}
+	return "[" + strings.Join(parts, "x") + "]"
+}
+
+// Batch is what Infer passes to its callback for each run: the index of the batch's first
+// sample, the number of samples in it, the input values and the outputs.
+type Batch struct {
+	First, N int
+	Input    []float32
+	Outputs  []Output
+}
+
+// Infer runs the data of r through the model, batch by batch, and calls fn with the values of
+// the named tensors (the model's graph outputs when outputs is nil). Any tensor of the graph
+// can be named. Samples holding NaN or Inf are refused. With a fixed model batch size, samples
+// that do not fill a last batch are left out. It returns the number of samples run.
+func Infer(m *onnxio.Model, r Reader, outputs []string, opts Options, fn func(b Batch) error) (int, error) {
+	in, err := ModelInput(m)
+	if err != nil {
+		return 0, err
+	}
+	batch := opts.Batch
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
+	if batch, err = in.fit(r.Shape(), batch); err != nil {
+		return 0, err
+	}
+	if opts.MaxSamples > 0 {
+		r = Limit(r, opts.MaxSamples)
+	}
+	if in.Dims != nil && in.Dims[0] > 0 && r.Len() < batch {
+		return 0, fmt.Errorf("model input %q has a fixed batch of %d but the data holds %d samples", in.Name, batch, r.Len())
+	}
+	run := m
+	if outputs != nil {
+		run = m.Clone()
+		run.Graph.SetOutputs(outputs, onnxpb.TensorProto_FLOAT)
+	} else {
+		outputs = m.Graph.Outputs()
+	}
+	data, err := run.Marshal()
+	if err != nil {
+		return 0, err
+	}
+	sess, err := NewSession(data, in.Name, outputs, opts.Runtime)
+	if err != nil {
+		return 0, err
+	}
+	defer sess.Close()
+
+	size := 1
+	for _, d := range r.Shape() {
+		size *= d
+	}
+	buf := make([]float32, batch*size)
+	dims := make([]int64, 0, 1+len(r.Shape()))
+	dims = append(dims, 0)
+	for _, d := range r.Shape() {
+		dims = append(dims, int64(d))
+	}
+	done := 0
+	for {
+		n, err := readFull(r, buf, size)
+		if n == 0 && err == io.EOF {
+			break
+		}
+		if err != nil && err != io.EOF {
+			return done, fmt.Errorf("read data: %w", err)
+		}
+		if n < batch && in.Dims != nil && in.Dims[0] > 0 {
+			break // a fixed batch size cannot take a partial batch
+		}
+		x := buf[:n*size]
+		if i := firstNonFinite(x); i >= 0 {
+			return done, fmt.Errorf("data sample %d holds %v; calibration needs finite values", done+i/size, x[i])
+		}
+		dims[0] = int64(n)
+		err = sess.Run(x, dims, func(outs []Output) error {
+			return fn(Batch{First: done, N: n, Input: x, Outputs: outs})
+		})
+		if err != nil {
+			return done, err
+		}
+		done += n
+	}
+	if done == 0 {
+		return 0, errors.New("data holds no samples")
+	}
+	return done, nil
+}
+
+// readFull reads samples of the given size into buf until it is full or the data ends.
+func readFull(r Reader, buf []float32, size int) (int, error) {
+	total := 0
+	for total*size < len(buf) {
+		n, err := r.Read(buf[total*size:])
+		total += n
+		if err != nil {
+			if total > 0 && err == io.EOF {
+				return total, nil
+			}
+			return total, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return total, nil
+}
+
+func firstNonFinite(x []float32) int {
+	for i, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Result holds the statistics of captured tensors.
+type Result struct {
+	Samples int
+	// Stats of each captured tensor of shape N x C x spatial...: C-dimensional vectors, one per
+	// sample and spatial position.
+	Stats map[string]*Stats
+	// Shapes of each captured tensor for one sample (without the batch dimension).
+	Shapes map[string][]int64
+}
+
+// Collect runs the data of r through the model and accumulates the channel statistics of each
+// named tensor (each of rank 2 or more, channels in dimension 1). Memory does not grow with
+// the number of samples. An error names the first tensor, in the order given, whose statistics
+// became non-finite.
+func Collect(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result, error) {
+	res := &Result{Stats: map[string]*Stats{}, Shapes: map[string][]int64{}}
+	n, err := Infer(m, r, tensors, opts, func(b Batch) error {
+		for _, o := range b.Outputs {
+			if len(o.Shape) < 2 {
+				return fmt.Errorf("tensor %q has shape %v; want batch x channels x ...", o.Name, o.Shape)
+			}
+			c, spatial := int(o.Shape[1]), 1
+			for _, d := range o.Shape[2:] {
+				spatial *= int(d)
+			}
+			s := res.Stats[o.Name]
+			if s == nil {
+				s = NewStats(c)
+				res.Stats[o.Name] = s
+				res.Shapes[o.Name] = append([]int64(nil), o.Shape[1:]...)
+			}
+			if s.Dim != c {
+				return fmt.Errorf("tensor %q changed from %d to %d channels between batches", o.Name, s.Dim, c)
+			}
+			s.AddNCHW(o.Data, b.N, c, spatial)
+		}
+		for _, name := range tensors {
+			if !res.Stats[name].Finite() {
+				who := ""
+				if p := m.Graph.Producer(name); p != nil {
+					who = fmt.Sprintf(" (output of %s %q)", p.Op, p.Label())
+				}
+				return fmt.Errorf("statistics of tensor %q%s became non-finite at samples %d-%d: %w", name, who, b.First, b.First+b.N-1, ErrNonFinite)
+			}
+		}
+		return nil
+	})
+	res.Samples = n
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Accuracy returns the top-1 accuracy of a classifier over the data of r: the fraction of
+// samples whose largest value in the model's first output (batch x classes) is at the index
+// labels gives. labels must have at least as many entries as samples are run.
+func Accuracy(m *onnxio.Model, r Reader, labels []int, opts Options) (float64, int, error) {
+	right := 0
+	n, err := Infer(m, r, nil, opts, func(b Batch) error {
+		o := b.Outputs[0]
+		if b.First+b.N > len(labels) {
+			return fmt.Errorf("data has more samples than the %d labels", len(labels))
+		}
+		classes := len(o.Data) / b.N
+		for i := 0; i < b.N; i++ {
+			if argmax(o.Data[i*classes:(i+1)*classes]) == labels[b.First+i] {
+				right++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, n, err
+	}
+	return float64(right) / float64(n), n, nil
+}
+
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}

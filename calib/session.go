@@ -1,0 +1,241 @@
+package calib
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// LibraryEnv is the environment variable that names the onnxruntime shared library.
+const LibraryEnv = "CONVPCA_ORT_LIB"
+
+// libName is the file name of the onnxruntime 1.24 shared library on Linux.
+const libName = "libonnxruntime.so.1"
+
+// InstallDir is where `make setup` (.ci/setup) installs the onnxruntime library:
+// $CONVPCA_HOME/lib, else $XDG_DATA_HOME/convpca/lib, else ~/.local/share/convpca/lib.
+func InstallDir() string {
+	if h := os.Getenv("CONVPCA_HOME"); h != "" {
+		return filepath.Join(h, "lib")
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "convpca", "lib")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".local", "share", "convpca", "lib")
+}
+
+// ErrNoLibrary is returned (wrapped) when the onnxruntime library cannot be found or loaded.
+var ErrNoLibrary = errors.New("onnxruntime library not available")
+
+// FindLibrary returns the path of the onnxruntime shared library: flag when it is not empty,
+// then $CONVPCA_ORT_LIB, then InstallDir, then the folder of the executable and its ../lib,
+// then the system's library folders. The error says how to install it.
+func FindLibrary(flag string) (string, error) {
+	for _, explicit := range []struct{ path, from string }{{flag, "--ort-lib"}, {os.Getenv(LibraryEnv), LibraryEnv}} {
+		if explicit.path == "" {
+			continue
+		}
+		if _, err := os.Stat(explicit.path); err != nil {
+			return "", fmt.Errorf("%w: %s names %s, which does not exist", ErrNoLibrary, explicit.from, explicit.path)
+		}
+		return explicit.path, nil
+	}
+	var dirs []string
+	if d := InstallDir(); d != "" {
+		dirs = append(dirs, d)
+	}
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Dir(exe), filepath.Join(filepath.Dir(exe), "..", "lib"))
+	}
+	for _, d := range strings.Split(os.Getenv("LD_LIBRARY_PATH"), ":") {
+		if d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	dirs = append(dirs, "/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib", "/usr/lib64")
+	for _, d := range dirs {
+		for _, name := range []string{libName, "libonnxruntime.so"} {
+			p := filepath.Join(d, name)
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%w: %s not found in %s or the system library folders; run `make setup`, or pass --ort-lib PATH or set %s", ErrNoLibrary, libName, InstallDir(), LibraryEnv)
+}
+
+var runtime struct {
+	sync.Mutex
+	path string
+	err  error
+}
+
+// InitRuntime loads the onnxruntime library found by FindLibrary(lib) and creates the
+// process's onnxruntime environment. Later calls return the first call's outcome; a later call
+// naming another library is an error.
+func InitRuntime(lib string) error {
+	runtime.Lock()
+	defer runtime.Unlock()
+	if runtime.path != "" || runtime.err != nil {
+		if runtime.err == nil && lib != "" && lib != runtime.path {
+			return fmt.Errorf("onnxruntime already loaded from %s, cannot load %s", runtime.path, lib)
+		}
+		return runtime.err
+	}
+	path, err := FindLibrary(lib)
+	if err != nil {
+		return err // not remembered: a later call may name a library that exists
+	}
+	ort.SetSharedLibraryPath(path)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelFatal()); err != nil {
+		runtime.err = fmt.Errorf("%w: loading %s: %v", ErrNoLibrary, path, err)
+		return runtime.err
+	}
+	runtime.path = path
+	return nil
+}
+
+// Provider selects where onnxruntime runs the model.
+type Provider string
+
+const (
+	Auto Provider = "auto" // CUDA when it can be used, else CPU with one warning
+	CPU  Provider = "cpu"
+	CUDA Provider = "cuda" // CUDA or an error
+)
+
+// ParseProvider checks a --provider value.
+func ParseProvider(s string) (Provider, error) {
+	switch p := Provider(strings.ToLower(s)); p {
+	case Auto, CPU, CUDA:
+		return p, nil
+	case "":
+		return Auto, nil
+	}
+	return "", fmt.Errorf("unknown provider %q (want auto, cpu or cuda)", s)
+}
+
+// RuntimeOptions says how to run onnxruntime.
+type RuntimeOptions struct {
+	Library  string   // path of libonnxruntime.so.1; "" searches (see FindLibrary)
+	Provider Provider // "" means Auto
+	Threads  int      // intra-op threads; 0 lets onnxruntime choose
+	// Warn receives warnings for the user (such as falling back to CPU); nil discards them.
+	Warn func(msg string)
+}
+
+var cudaWarning sync.Once
+
+// Session runs one model in onnxruntime: a single float input, any number of outputs.
+type Session struct {
+	s        *ort.DynamicAdvancedSession
+	input    string
+	outputs  []string
+	Provider Provider // the provider actually used: CPU or CUDA
+}
+
+// NewSession creates a session for the serialized model, fed through the graph input named
+// input and returning the named outputs.
+func NewSession(model []byte, input string, outputs []string, opts RuntimeOptions) (*Session, error) {
+	if err := InitRuntime(opts.Library); err != nil {
+		return nil, err
+	}
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime session options: %w", err)
+	}
+	defer so.Destroy()
+	if opts.Threads > 0 {
+		if err := so.SetIntraOpNumThreads(opts.Threads); err != nil {
+			return nil, fmt.Errorf("onnxruntime threads: %w", err)
+		}
+	}
+	used := CPU
+	if opts.Provider != CPU {
+		err := appendCUDA(so)
+		switch {
+		case err == nil:
+			used = CUDA
+		case opts.Provider == CUDA:
+			return nil, fmt.Errorf("CUDA provider requested but unavailable: %w", err)
+		default:
+			cudaWarning.Do(func() {
+				if opts.Warn != nil {
+					opts.Warn(fmt.Sprintf("CUDA provider unavailable, running on CPU (%v)", firstLine(err)))
+				}
+			})
+		}
+	}
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, outputs, so)
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime could not load the model: %s", firstLine(err))
+	}
+	return &Session{s: s, input: input, outputs: outputs, Provider: used}, nil
+}
+
+func appendCUDA(so *ort.SessionOptions) error {
+	co, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return err
+	}
+	defer co.Destroy()
+	return so.AppendExecutionProviderCUDA(co)
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+// Output is one output of a run: its shape and values (row-major). Data belongs to the
+// runtime and is valid only during the callback it is passed to.
+type Output struct {
+	Name  string
+	Shape []int64
+	Data  []float32
+}
+
+// Run feeds x (shape dims) through the model and calls fn with the outputs, in the order the
+// session was created with.
+func (s *Session) Run(x []float32, dims []int64, fn func(outs []Output) error) error {
+	in, err := ort.NewTensor(ort.NewShape(dims...), x)
+	if err != nil {
+		return fmt.Errorf("input tensor %v: %w", dims, err)
+	}
+	defer in.Destroy()
+	vals := make([]ort.Value, len(s.outputs))
+	if err := s.s.Run([]ort.Value{in}, vals); err != nil {
+		return fmt.Errorf("onnxruntime: %s", firstLine(err))
+	}
+	defer func() {
+		for _, v := range vals {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	outs := make([]Output, len(vals))
+	for i, v := range vals {
+		t, ok := v.(*ort.Tensor[float32])
+		if !ok {
+			return fmt.Errorf("output %q is not a float32 tensor", s.outputs[i])
+		}
+		outs[i] = Output{Name: s.outputs[i], Shape: t.GetShape(), Data: t.GetData()}
+	}
+	return fn(outs)
+}
+
+// Close releases the session.
+func (s *Session) Close() error { return s.s.Destroy() }

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/rewrite"
+)
+
+// compressOptions are the inputs of one compress run.
+type compressOptions struct {
+	Model, Calib, Out string
+	Side              string
+	Rewrite           rewrite.Options
+	Calibration       calib.Options
+	Report            string // path of the JSON report, or ""
+	Overwrite         bool   // allow Out to be the input model
+}
+
+func compressCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "compress",
+		Usage:     "factorize each Conv with the PCA of its activations on calibration data",
+		ArgsUsage: "MODEL.onnx",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "calib", Usage: "calibration data: .npy, ONNX .pb tensor or MNIST IDX images (.gz too)"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "`PATH` of the compressed model"},
+			&cli.StringFlag{Name: "side", Value: "output", Usage: "which side of each Conv to factorize: output"},
+			&cli.Float64Flag{Name: "threshold", Value: rewrite.DefaultRule.Threshold, Usage: "keep eigenvalues >= `T` times the largest"},
+			&cli.Float64Flag{Name: "energy", Usage: "keep the fewest eigenvalues holding fraction `E` of the total (instead of --threshold)"},
+			&cli.StringSliceFlag{Name: "rank", Usage: "`LAYER=K` fixes a layer's rank (repeatable); `full` keeps every channel and rewrites every layer, to verify"},
+			&cli.StringFlag{Name: "report", Usage: "write the per-layer report as JSON to `PATH`"},
+			&cli.BoolFlag{Name: "overwrite", Usage: "allow --out to be the input model"},
+		}, runtimeFlags()...),
+		Action: func(c *cli.Context) error {
+			opts, err := parseCompress(c)
+			if err != nil {
+				return err
+			}
+			_, err = runCompress(opts, c.App.Writer, c.App.ErrWriter)
+			return err
+		},
+	}
+}
+
+func parseCompress(c *cli.Context) (compressOptions, error) {
+	if c.NArg() != 1 {
+		return compressOptions{}, usagef("compress takes one model, got %d arguments", c.NArg())
+	}
+	o := compressOptions{
+		Model: c.Args().First(), Calib: c.String("calib"), Out: c.String("out"),
+		Side: c.String("side"), Report: c.String("report"), Overwrite: c.Bool("overwrite"),
+	}
+	if o.Calib == "" || o.Out == "" {
+		return o, usagef("compress needs --calib DATA and --out PATH")
+	}
+	if o.Side != "output" {
+		return o, usagef("--side %q is not supported yet (output only)", o.Side)
+	}
+	if c.IsSet("energy") && c.IsSet("threshold") {
+		return o, usagef("give --threshold or --energy, not both")
+	}
+	o.Rewrite.Rule = rewrite.Rule{Threshold: c.Float64("threshold"), Energy: c.Float64("energy")}
+	if c.IsSet("energy") && (o.Rewrite.Rule.Energy <= 0 || o.Rewrite.Rule.Energy > 1) {
+		return o, usagef("--energy %v is not in (0, 1]", o.Rewrite.Rule.Energy)
+	}
+	if err := o.Rewrite.Rule.Check(); err != nil {
+		return o, usageError{err.Error()}
+	}
+	for _, r := range c.StringSlice("rank") {
+		if r == "full" {
+			o.Rewrite.Full = true
+			continue
+		}
+		name, k, ok := strings.Cut(r, "=")
+		n, err := strconv.Atoi(k)
+		if !ok || name == "" || err != nil || n < 1 {
+			return o, usagef("--rank %q: want LAYER=K with K >= 1, or full", r)
+		}
+		if o.Rewrite.Ranks == nil {
+			o.Rewrite.Ranks = map[string]int{}
+		}
+		o.Rewrite.Ranks[name] = n
+	}
+	var err error
+	o.Calibration, err = calibOptions(c, c.App.ErrWriter)
+	return o, err
+}
+
+// runCompress loads the model, calibrates, rewrites and saves; it prints the per-layer table
+// to stdout and returns the report.
+func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, error) {
+	if same(o.Model, o.Out) && !o.Overwrite {
+		return nil, usagef("--out %s is the input model; pass --overwrite to replace it", o.Out)
+	}
+	m, err := onnxio.Load(o.Model)
+	if err != nil {
+		return nil, err
+	}
+	r, err := calib.Open(o.Calib)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	targets := rewrite.Targets(m)
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("model %s has no Conv layers", o.Model)
+	}
+	res, err := calib.Collect(m, r, targets, o.Calibration)
+	if err != nil {
+		return nil, fmt.Errorf("calibration: %w", err)
+	}
+	rep, err := rewrite.Compress(m, res, o.Rewrite)
+	if err != nil {
+		return nil, err
+	}
+	if err := onnxio.Save(o.Out, m); err != nil {
+		return nil, err
+	}
+	printReport(stdout, rep)
+	if o.Report != "" {
+		err := onnxio.WriteFileAtomic(o.Report, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(jsonReport{Model: o.Model, Output: o.Out, Rule: o.Rewrite.Rule.String(), Report: rep})
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// jsonReport is the --report document.
+type jsonReport struct {
+	Model  string `json:"model"`
+	Output string `json:"output"`
+	Rule   string `json:"rule"`
+	*rewrite.Report
+}
+
+// same reports whether two paths name the same file (or the same place when absent).
+func same(a, b string) bool {
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(sa, sb)
+	}
+	aa, _ := filepath.Abs(a)
+	ab, _ := filepath.Abs(b)
+	return aa == ab
+}
+
+func printReport(w io.Writer, rep *rewrite.Report) {
+	fmt.Fprintf(w, "%-28s %5s %5s %9s %12s %12s  %s\n", "layer", "out", "rank", "energy", "MACs before", "MACs after", "result")
+	for _, l := range rep.Layers {
+		result := "applied"
+		if !l.Applied {
+			result = "skipped: " + l.Reason
+		}
+		rank, energy := "-", "-"
+		if l.Rank > 0 {
+			rank, energy = strconv.Itoa(l.Rank), fmt.Sprintf("%.6f", l.Energy)
+		}
+		fmt.Fprintf(w, "%-28s %5d %5s %9s %12d %12d  %s\n", l.Name, l.OutChannels, rank, energy, l.Before.MACs, l.After.MACs, result)
+	}
+	fmt.Fprintf(w, "%-28s %5s %5s %9s %12d %12d  %d applied, %d skipped; MACs %.2fx fewer, params %d -> %d (%d calibration samples)\n",
+		"total", "", "", "", rep.Before.MACs, rep.After.MACs, rep.Applied, rep.Skipped, rep.MACRatio(), rep.Before.Params, rep.After.Params, rep.Samples)
+}

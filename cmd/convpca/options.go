@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/convpca/convpca/calib"
+)
+
+// calibOptions reads the runtime flags.
+func calibOptions(c *cli.Context, stderr io.Writer) (calib.Options, error) {
+	p, err := calib.ParseProvider(c.String("provider"))
+	if err != nil {
+		return calib.Options{}, usageError{err.Error()}
+	}
+	if c.Int("max-samples") < 0 || c.Int("batch") < 1 || c.Int("threads") < 0 {
+		return calib.Options{}, usagef("--max-samples and --threads must be >= 0 and --batch >= 1")
+	}
+	warn := func(msg string) { fmt.Fprintf(stderr, "convpca: warning: %s\n", msg) }
+	if c.Bool("quiet") {
+		warn = nil
+	}
+	return calib.Options{
+		MaxSamples: c.Int("max-samples"),
+		Batch:      c.Int("batch"),
+		Runtime: calib.RuntimeOptions{
+			Library:  c.String("ort-lib"),
+			Provider: p,
+			Threads:  c.Int("threads"),
+			Warn:     warn,
+		},
+	}, nil
+}

@@ -1,0 +1,153 @@
+package rewrite
+
+import (
+	"fmt"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/onnxio/onnxpb"
+)
+
+// Conv is a Conv node that can be factorized, with its constants decoded.
+type Conv struct {
+	Node   *onnxio.Node
+	Dims   []int64   // weight shape: out x in/group x kernel...
+	Weight []float64 // row-major, Dims
+	Bias   []float64 // length out; nil when the Conv has none
+}
+
+// Out is the number of output channels.
+func (c *Conv) Out() int { return int(c.Dims[0]) }
+
+// PerChannel is the number of weights per output channel (in/group · prod(kernel)).
+func (c *Conv) PerChannel() int { return len(c.Weight) / c.Out() }
+
+// Spatial is the number of spatial dimensions (1 for Conv1d, 2 for Conv2d...).
+func (c *Conv) Spatial() int { return len(c.Dims) - 2 }
+
+// WeightMatrix returns the weight as an out x PerChannel matrix (sharing Weight).
+func (c *Conv) WeightMatrix() *mat.Dense {
+	return mat.NewDense(c.Out(), c.PerChannel(), c.Weight)
+}
+
+// MatchConv checks whether node n of g is a Conv that convpca can factorize. When it cannot,
+// it returns nil and the reason, for the user's report.
+func MatchConv(g *onnxio.Graph, n *onnxio.Node) (*Conv, string) {
+	if n.Op != "Conv" || (n.Domain != "" && n.Domain != "ai.onnx") {
+		return nil, "not a Conv"
+	}
+	if len(n.Inputs) < 2 || len(n.Outputs) != 1 {
+		return nil, fmt.Sprintf("Conv with %d inputs and %d outputs", len(n.Inputs), len(n.Outputs))
+	}
+	if gr := n.AttrInt("group", 1); gr != 1 {
+		return nil, fmt.Sprintf("grouped conv (group=%d)", gr)
+	}
+	wt := g.Initializer(n.Inputs[1])
+	if wt == nil {
+		return nil, fmt.Sprintf("weight %q is not a constant initializer", n.Inputs[1])
+	}
+	if dt := onnxpb.TensorProto_DataType(wt.GetDataType()); dt != onnxpb.TensorProto_FLOAT {
+		return nil, fmt.Sprintf("weight %q has element type %v (only float32 is rewritten)", n.Inputs[1], dt)
+	}
+	if len(wt.Dims) < 3 || wt.Dims[0] < 1 {
+		return nil, fmt.Sprintf("weight %q has shape %v", n.Inputs[1], wt.Dims)
+	}
+	w, err := onnxio.Float64s(wt)
+	if err != nil {
+		return nil, err.Error()
+	}
+	c := &Conv{Node: n, Dims: wt.Dims, Weight: w}
+	if len(n.Inputs) > 2 && n.Inputs[2] != "" {
+		bt := g.Initializer(n.Inputs[2])
+		if bt == nil {
+			return nil, fmt.Sprintf("bias %q is not a constant initializer", n.Inputs[2])
+		}
+		b, err := onnxio.Float64s(bt)
+		if err != nil {
+			return nil, err.Error()
+		}
+		if len(b) != c.Out() {
+			return nil, fmt.Sprintf("bias %q has %d values for %d channels", n.Inputs[2], len(b), c.Out())
+		}
+		c.Bias = b
+	}
+	return c, ""
+}
+
+// ReplaceOutputSide replaces c in g by Conv(core) with k output channels followed by a 1x1
+// Conv(up, bias) that writes c's output tensor, so consumers and graph outputs are untouched.
+// core is k x PerChannel, up is out x k. The new nodes take the place of c in g.Nodes.
+func ReplaceOutputSide(g *onnxio.Graph, c *Conv, core, up *mat.Dense, bias []float64) {
+	k, _ := core.Dims()
+	n := c.Node
+	label := n.Label()
+	out := n.Outputs[0]
+
+	coreW := onnxio.FloatTensor(g.UniqueName(label+"_pca_core_W"), append([]int64{int64(k)}, c.Dims[1:]...), toFloat32(core))
+	g.SetInitializer(coreW)
+	mid := g.UniqueName(out + "_pca")
+	coreNode := &onnxio.Node{
+		Name:    g.UniqueName(label + "_pca_core"),
+		Op:      "Conv",
+		Domain:  n.Domain,
+		Inputs:  []string{n.Inputs[0], coreW.GetName()},
+		Outputs: []string{mid},
+		Attrs:   n.Attrs,
+	}
+
+	upDims := []int64{int64(c.Out()), int64(k)}
+	ones := make([]int64, c.Spatial())
+	for i := range ones {
+		ones[i] = 1
+		upDims = append(upDims, 1)
+	}
+	upW := onnxio.FloatTensor(g.UniqueName(label+"_pca_up_W"), upDims, toFloat32(up))
+	g.SetInitializer(upW)
+	upB := onnxio.FloatTensor(g.UniqueName(label+"_pca_up_B"), []int64{int64(c.Out())}, toFloat32Vec(bias))
+	g.SetInitializer(upB)
+	upNode := &onnxio.Node{
+		Name:    g.UniqueName(label + "_pca_up"),
+		Op:      "Conv",
+		Domain:  n.Domain,
+		Inputs:  []string{mid, upW.GetName(), upB.GetName()},
+		Outputs: []string{out},
+		Attrs:   []*onnxpb.AttributeProto{onnxio.IntsAttr("kernel_shape", ones)},
+	}
+
+	// Declare the new tensor: the original output's shape with k channels.
+	var dims []int64
+	if vi := g.ValueInfo(out); vi != nil {
+		if d, ok := onnxio.Shape(vi); ok && len(d) >= 2 {
+			dims = append([]int64(nil), d...)
+			dims[1] = int64(k)
+		}
+	}
+	g.SetValueInfo(onnxio.TensorInfo(mid, onnxpb.TensorProto_FLOAT, dims))
+
+	for i, m := range g.Nodes {
+		if m == n {
+			g.Nodes = append(g.Nodes[:i], append([]*onnxio.Node{coreNode, upNode}, g.Nodes[i+1:]...)...)
+			break
+		}
+	}
+}
+
+func toFloat32(m *mat.Dense) []float32 {
+	r, c := m.Dims()
+	out := make([]float32, 0, r*c)
+	for i := 0; i < r; i++ {
+		for j := 0; j < c; j++ {
+			out = append(out, float32(m.At(i, j)))
+		}
+	}
+	return out
+}
+
+func toFloat32Vec(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}

@@ -1,0 +1,46 @@
+// Package rewrite factorizes Conv layers with the PCA of their activations: the maths as pure
+// functions on matrices (this file), rank rules (rank.go), the cost model (cost.go) and the
+// graph edit that replaces a Conv by cheaper ones (conv.go, compress.go).
+//
+// Output side: with V (out x k) the leading eigenvectors of the covariance of a Conv's output
+// and μ its mean, y = W∗x + b is approximated by its projection μ + V Vᵀ (y − μ), computed as
+// Conv(Vᵀ W) with k channels and no bias, followed by a 1x1 Conv with weight V and bias
+// μ − V Vᵀ μ + V Vᵀ b. At full rank V Vᵀ = I and the output is unchanged.
+package rewrite
+
+import (
+	"fmt"
+
+	"gonum.org/v1/gonum/mat"
+)
+
+// OutputSide returns the output-side factorization of a Conv whose weight, reshaped to
+// out x m (m = in/group · prod(kernel)), is w, with bias b (nil for none), output mean mu
+// (length out) and v, an out x k matrix of orthonormal columns:
+//
+//	core = Vᵀ W            (k x m, the reduced Conv's weight, no bias)
+//	bias = μ − V Vᵀ μ + V Vᵀ b   (length out, the bias of the 1x1 Conv whose weight is V)
+func OutputSide(w *mat.Dense, b, mu []float64, v *mat.Dense) (core *mat.Dense, bias []float64) {
+	out, _ := w.Dims()
+	vr, k := v.Dims()
+	if vr != out || len(mu) != out || (b != nil && len(b) != out) {
+		panic(fmt.Sprintf("rewrite: OutputSide shapes: w %d rows, v %dx%d, mu %d, b %d", out, vr, k, len(mu), len(b)))
+	}
+	core = new(mat.Dense)
+	core.Mul(v.T(), w)
+
+	// r = μ − b; bias = μ − V Vᵀ r.
+	r := mat.NewVecDense(out, append([]float64(nil), mu...))
+	if b != nil {
+		r.SubVec(r, mat.NewVecDense(out, b))
+	}
+	var t mat.VecDense
+	t.MulVec(v.T(), r)
+	var p mat.VecDense
+	p.MulVec(v, &t)
+	bias = make([]float64, out)
+	for i := range bias {
+		bias[i] = mu[i] - p.AtVec(i)
+	}
+	return core, bias
+}
