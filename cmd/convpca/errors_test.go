@@ -25,8 +25,8 @@ func TestMain(m *testing.M) {
 // subprocess runs convpca with args in a new process and returns its exit code and stderr.
 func subprocess(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), "CONVPCA_TEST_MAIN=1"), env...)
+	cmd := subprocessCmd(args...)
+	cmd.Env = append(cmd.Env, env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -37,6 +37,13 @@ func subprocess(t *testing.T, env []string, args ...string) (int, string) {
 		t.Fatal(err)
 	}
 	return code, stderr.String()
+}
+
+// subprocessCmd returns the command that runs convpca with args in a new process.
+func subprocessCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "CONVPCA_TEST_MAIN=1")
+	return cmd
 }
 
 // writeNpy writes float32 values as a .npy file of the given shape.
