@@ -217,29 +217,37 @@ type Result struct {
 // the number of samples. An error names the first tensor, in the order given, whose statistics
 // became non-finite.
 func Collect(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result, error) {
+	in, err := ModelInput(m)
+	if err != nil {
+		return nil, err
+	}
+	// The graph input is taken from the fed data; onnxruntime returns the others.
+	var run []string
+	for _, name := range tensors {
+		if name != in.Name {
+			run = append(run, name)
+		}
+	}
+	if len(run) == 0 {
+		run = m.Graph.Outputs()
+	}
 	res := &Result{Stats: map[string]*Stats{}, Shapes: map[string][]int64{}}
-	n, err := Infer(m, r, tensors, opts, func(b Batch) error {
-		for _, o := range b.Outputs {
-			if len(o.Shape) < 2 {
-				return fmt.Errorf("tensor %q has shape %v; want batch x channels x ...", o.Name, o.Shape)
+	sample := make([]int64, 0, len(r.Shape())+1)
+	for _, d := range r.Shape() {
+		sample = append(sample, int64(d))
+	}
+	n, err := Infer(m, r, run, opts, func(b Batch) error {
+		vals := b.Outputs
+		if len(run) != len(tensors) {
+			vals = append(vals, Output{Name: in.Name, Shape: append([]int64{int64(b.N)}, sample...), Data: b.Input})
+		}
+		for _, o := range vals {
+			if err := res.add(o, b.N); err != nil {
+				return err
 			}
-			c, spatial := int(o.Shape[1]), 1
-			for _, d := range o.Shape[2:] {
-				spatial *= int(d)
-			}
-			s := res.Stats[o.Name]
-			if s == nil {
-				s = NewStats(c)
-				res.Stats[o.Name] = s
-				res.Shapes[o.Name] = append([]int64(nil), o.Shape[1:]...)
-			}
-			if s.Dim != c {
-				return fmt.Errorf("tensor %q changed from %d to %d channels between batches", o.Name, s.Dim, c)
-			}
-			s.AddNCHW(o.Data, b.N, c, spatial)
 		}
 		for _, name := range tensors {
-			if !res.Stats[name].Finite() {
+			if s := res.Stats[name]; s != nil && !s.Finite() {
 				who := ""
 				if p := m.Graph.Producer(name); p != nil {
 					who = fmt.Sprintf(" (output of %s %q)", p.Op, p.Label())
@@ -253,7 +261,34 @@ func Collect(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result
 	if err != nil {
 		return nil, err
 	}
+	for _, name := range tensors {
+		if res.Stats[name] == nil {
+			return nil, fmt.Errorf("tensor %q was not captured", name)
+		}
+	}
 	return res, nil
+}
+
+// add accumulates one batch of a captured tensor.
+func (res *Result) add(o Output, n int) error {
+	if len(o.Shape) < 2 {
+		return fmt.Errorf("tensor %q has shape %v; want batch x channels x ...", o.Name, o.Shape)
+	}
+	c, spatial := int(o.Shape[1]), 1
+	for _, d := range o.Shape[2:] {
+		spatial *= int(d)
+	}
+	s := res.Stats[o.Name]
+	if s == nil {
+		s = NewStats(c)
+		res.Stats[o.Name] = s
+		res.Shapes[o.Name] = append([]int64(nil), o.Shape[1:]...)
+	}
+	if s.Dim != c {
+		return fmt.Errorf("tensor %q changed from %d to %d channels between batches", o.Name, s.Dim, c)
+	}
+	s.AddNCHW(o.Data, n, c, spatial)
+	return nil
 }
 
 // Accuracy returns the top-1 accuracy of a classifier over the data of r: the fraction of

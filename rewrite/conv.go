@@ -75,59 +75,85 @@ func MatchConv(g *onnxio.Graph, n *onnxio.Node) (*Conv, string) {
 	return c, ""
 }
 
-// ReplaceOutputSide replaces c in g by Conv(core) with k output channels followed by a 1x1
-// Conv(up, bias) that writes c's output tensor, so consumers and graph outputs are untouched.
-// core is k x PerChannel, up is out x k. The new nodes take the place of c in g.Nodes.
-func ReplaceOutputSide(g *onnxio.Graph, c *Conv, core, up *mat.Dense, bias []float64) {
-	k, _ := core.Dims()
+// Factors are the Convs that replace one Conv: an optional 1x1 Conv(Down) without bias, the
+// core Conv with the original's kernel, pads, strides and dilations, and an optional 1x1
+// Conv(Up, UpBias). Without Up, the core keeps the original bias.
+type Factors struct {
+	Down   *mat.Dense // r x in: Uᵀ, or nil
+	Core   *mat.Dense // k x (r·kernel), k = out without Up, r = in without Down
+	Up     *mat.Dense // out x k: V, or nil
+	UpBias []float64  // length out, with Up
+}
+
+// Replace replaces c in g by the Convs of f, in c's place in g.Nodes. The last of them writes
+// c's output tensor, so consumers and graph outputs are untouched; new tensors are declared in
+// value_info with their channel counts.
+func Replace(g *onnxio.Graph, c *Conv, f Factors) {
 	n := c.Node
 	label := n.Label()
-	out := n.Outputs[0]
-
-	coreW := onnxio.FloatTensor(g.UniqueName(label+"_pca_core_W"), append([]int64{int64(k)}, c.Dims[1:]...), toFloat32(core))
-	g.SetInitializer(coreW)
-	mid := g.UniqueName(out + "_pca")
-	coreNode := &onnxio.Node{
-		Name:    g.UniqueName(label + "_pca_core"),
-		Op:      "Conv",
-		Domain:  n.Domain,
-		Inputs:  []string{n.Inputs[0], coreW.GetName()},
-		Outputs: []string{mid},
-		Attrs:   n.Attrs,
-	}
-
-	upDims := []int64{int64(c.Out()), int64(k)}
+	in, out := n.Inputs[0], n.Outputs[0]
 	ones := make([]int64, c.Spatial())
 	for i := range ones {
 		ones[i] = 1
-		upDims = append(upDims, 1)
 	}
-	upW := onnxio.FloatTensor(g.UniqueName(label+"_pca_up_W"), upDims, toFloat32(up))
-	g.SetInitializer(upW)
-	upB := onnxio.FloatTensor(g.UniqueName(label+"_pca_up_B"), []int64{int64(c.Out())}, toFloat32Vec(bias))
-	g.SetInitializer(upB)
-	upNode := &onnxio.Node{
-		Name:    g.UniqueName(label + "_pca_up"),
-		Op:      "Conv",
-		Domain:  n.Domain,
-		Inputs:  []string{mid, upW.GetName(), upB.GetName()},
-		Outputs: []string{out},
-		Attrs:   []*onnxpb.AttributeProto{onnxio.IntsAttr("kernel_shape", ones)},
-	}
-
-	// Declare the new tensor: the original output's shape with k channels.
-	var dims []int64
-	if vi := g.ValueInfo(out); vi != nil {
-		if d, ok := onnxio.Shape(vi); ok && len(d) >= 2 {
-			dims = append([]int64(nil), d...)
-			dims[1] = int64(k)
+	pointwise := func(suffix, x, y string, w *mat.Dense, bias []float64) *onnxio.Node {
+		rows, cols := w.Dims()
+		wt := onnxio.FloatTensor(g.UniqueName(label+suffix+"_W"), append([]int64{int64(rows), int64(cols)}, ones...), toFloat32(w))
+		g.SetInitializer(wt)
+		inputs := []string{x, wt.GetName()}
+		if bias != nil {
+			bt := onnxio.FloatTensor(g.UniqueName(label+suffix+"_B"), []int64{int64(rows)}, toFloat32Vec(bias))
+			g.SetInitializer(bt)
+			inputs = append(inputs, bt.GetName())
+		}
+		return &onnxio.Node{
+			Name: g.UniqueName(label + suffix), Op: "Conv", Domain: n.Domain,
+			Inputs: inputs, Outputs: []string{y},
+			Attrs: []*onnxpb.AttributeProto{onnxio.IntsAttr("kernel_shape", ones)},
 		}
 	}
-	g.SetValueInfo(onnxio.TensorInfo(mid, onnxpb.TensorProto_FLOAT, dims))
+	declare := func(name, like string, channels int) {
+		var dims []int64
+		if vi := g.ValueInfo(like); vi != nil {
+			if d, ok := onnxio.Shape(vi); ok && len(d) >= 2 {
+				dims = append([]int64(nil), d...)
+				dims[1] = int64(channels)
+			}
+		}
+		g.SetValueInfo(onnxio.TensorInfo(name, onnxpb.TensorProto_FLOAT, dims))
+	}
 
+	var nodes []*onnxio.Node
+	coreIn := in
+	if f.Down != nil {
+		r, _ := f.Down.Dims()
+		coreIn = g.UniqueName(in + "_" + label + "_pca_in")
+		nodes = append(nodes, pointwise("_pca_down", in, coreIn, f.Down, nil))
+		declare(coreIn, in, r)
+	}
+	k, cols := f.Core.Dims()
+	coreOut := out
+	if f.Up != nil {
+		coreOut = g.UniqueName(out + "_pca")
+		declare(coreOut, out, k)
+	}
+	coreDims := append([]int64{int64(k), int64(cols) / int64(c.PerChannel()/int(c.Dims[1]))}, c.Dims[2:]...)
+	coreW := onnxio.FloatTensor(g.UniqueName(label+"_pca_core_W"), coreDims, toFloat32(f.Core))
+	g.SetInitializer(coreW)
+	coreInputs := []string{coreIn, coreW.GetName()}
+	if f.Up == nil && len(n.Inputs) > 2 && n.Inputs[2] != "" {
+		coreInputs = append(coreInputs, n.Inputs[2])
+	}
+	nodes = append(nodes, &onnxio.Node{
+		Name: g.UniqueName(label + "_pca_core"), Op: "Conv", Domain: n.Domain,
+		Inputs: coreInputs, Outputs: []string{coreOut}, Attrs: n.Attrs,
+	})
+	if f.Up != nil {
+		nodes = append(nodes, pointwise("_pca_up", coreOut, out, f.Up, f.UpBias))
+	}
 	for i, m := range g.Nodes {
 		if m == n {
-			g.Nodes = append(g.Nodes[:i], append([]*onnxio.Node{coreNode, upNode}, g.Nodes[i+1:]...)...)
+			g.Nodes = append(g.Nodes[:i], append(nodes, g.Nodes[i+1:]...)...)
 			break
 		}
 	}

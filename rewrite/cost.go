@@ -22,12 +22,24 @@ type Cost struct {
 	Params int64 `json:"params"`
 }
 
-// outputSideCost is the cost of the output-side factorization of a Conv with m = in/group ·
-// kernel weights per output channel, out channels, rank k and spatial output positions:
-// Conv(k x m) without bias, then a 1x1 Conv(out x k) with bias.
-func outputSideCost(out, m, k int, spatial int64) Cost {
-	return Cost{
-		MACs:   ConvMACs(k, m, 1, spatial) + ConvMACs(out, k, 1, spatial),
-		Params: ConvParams(k, m, 1, false) + ConvParams(out, k, 1, true),
+// factorCost is the cost of replacing a Conv (out channels, in input channels, kk kernel
+// elements, bias or not) by 1x1 Conv(Uᵀ) with r channels at spatialIn input positions (r = 0:
+// no input side), the core Conv, and 1x1 Conv(V) with k channels plus bias at spatialOut
+// output positions (k = 0: no output side).
+func factorCost(out, in, kk int, bias bool, r, k int, spatialIn, spatialOut int64) Cost {
+	var c Cost
+	coreIn, coreOut := in, out
+	if r > 0 {
+		c.MACs += ConvMACs(r, in, 1, spatialIn)
+		c.Params += ConvParams(r, in, 1, false)
+		coreIn = r
 	}
+	if k > 0 {
+		c.MACs += ConvMACs(out, k, 1, spatialOut)
+		c.Params += ConvParams(out, k, 1, true)
+		coreOut = k
+	}
+	c.MACs += ConvMACs(coreOut, coreIn, kk, spatialOut)
+	c.Params += ConvParams(coreOut, coreIn, kk, bias && k == 0)
+	return c
 }

@@ -44,3 +44,32 @@ func OutputSide(w *mat.Dense, b, mu []float64, v *mat.Dense) (core *mat.Dense, b
 	}
 	return core, bias
 }
+
+// InputSide returns the weight of the Conv that reads the r-channel projection Uᵀx of its
+// input instead of x. w is the weight as out x (in·kk) row-major (in input channels, kk kernel
+// elements per channel: the ONNX layout out x in x kernel...), u is in x r with orthonormal
+// columns. The result is out x (r·kk): W U applied along the input-channel axis,
+//
+//	core[o, j, p] = Σ_i w[o, i, p] · u[i, j].
+//
+// The projection is uncentred (no bias on the 1x1 Conv(Uᵀ) that computes Uᵀx), so it maps the
+// zeros a padded Conv adds at its borders to zeros: Conv(W U) ∘ Conv(Uᵀ) equals Conv(W) ∘
+// (U Uᵀ), exactly at every position, padded ones included, and equals Conv(W) at full rank.
+func InputSide(w *mat.Dense, in int, u *mat.Dense) *mat.Dense {
+	out, cols := w.Dims()
+	ur, r := u.Dims()
+	if ur != in || cols%in != 0 {
+		panic(fmt.Sprintf("rewrite: InputSide shapes: w %dx%d, in %d, u %dx%d", out, cols, in, ur, r))
+	}
+	kk := cols / in
+	core := mat.NewDense(out, r*kk, nil)
+	// For each output channel, reshape its row to in x kk, then core row = Uᵀ · that (r x kk).
+	var t mat.Dense
+	for o := 0; o < out; o++ {
+		row := mat.NewDense(in, kk, w.RawRowView(o))
+		t.Reset()
+		t.Mul(u.T(), row)
+		copy(core.RawRowView(o), t.RawMatrix().Data)
+	}
+	return core
+}

@@ -139,8 +139,59 @@ func TestCost(t *testing.T) {
 		t.Errorf("ConvParams = %d", got)
 	}
 	// Rank 8: core 8x(32·9) at 576 positions = 1,327,104; up 32x8 = 147,456.
-	c := outputSideCost(32, 288, 8, 576)
+	c := factorCost(32, 32, 9, true, 0, 8, 26*26, 576)
 	if c.MACs != 1327104+147456 || c.Params != 8*288+32*8+32 {
-		t.Errorf("outputSideCost = %+v", c)
+		t.Errorf("factorCost(output side) = %+v", c)
+	}
+	// Input rank 4 as well: down 4x32 at 26·26 = 86,528; core 8x(4·9) at 576 = 165,888.
+	c = factorCost(32, 32, 9, true, 4, 8, 26*26, 576)
+	if c.MACs != 86528+165888+147456 || c.Params != 4*32+8*36+32*8+32 {
+		t.Errorf("factorCost(both) = %+v", c)
+	}
+	// Input side only: the core keeps the bias.
+	c = factorCost(32, 32, 9, true, 4, 0, 26*26, 576)
+	if c.MACs != 86528+576*32*36 || c.Params != 4*32+32*36+32 {
+		t.Errorf("factorCost(input side) = %+v", c)
+	}
+}
+
+// TestInputSide compares Conv(W U) on Uᵀx with Conv(W) on U Uᵀ x, computed directly for random
+// patches; at full rank it must equal Conv(W) on x.
+func TestInputSide(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const out, in, kk = 5, 6, 4
+	for _, r := range []int{in, 3, 1} {
+		w := randDense(rng, out, in*kk)
+		u := orthonormal(rng, in, r)
+		core := InputSide(w, in, u)
+		if rr, cc := core.Dims(); rr != out || cc != r*kk {
+			t.Fatalf("core is %dx%d", rr, cc)
+		}
+		for trial := 0; trial < 10; trial++ {
+			x := randDense(rng, in, kk) // one patch: in channels x kk kernel taps
+			var ux, pux mat.Dense
+			ux.Mul(u.T(), x) // r x kk: what the 1x1 Conv(Uᵀ) gives
+			pux.Mul(u, &ux)  // in x kk: the projected input
+			for o := 0; o < out; o++ {
+				got, ref, orig := 0.0, 0.0, 0.0
+				for j := 0; j < r; j++ {
+					for p := 0; p < kk; p++ {
+						got += core.At(o, j*kk+p) * ux.At(j, p)
+					}
+				}
+				for i := 0; i < in; i++ {
+					for p := 0; p < kk; p++ {
+						ref += w.At(o, i*kk+p) * pux.At(i, p)
+						orig += w.At(o, i*kk+p) * x.At(i, p)
+					}
+				}
+				if math.Abs(got-ref) > 1e-10 {
+					t.Fatalf("r=%d: Conv(W U)(Uᵀx) = %v, Conv(W)(U Uᵀ x) = %v", r, got, ref)
+				}
+				if r == in && math.Abs(got-orig) > 1e-10 {
+					t.Fatalf("full rank: %v != %v", got, orig)
+				}
+			}
+		}
 	}
 }

@@ -19,7 +19,6 @@ import (
 // compressOptions are the inputs of one compress run.
 type compressOptions struct {
 	Model, Calib, Out string
-	Side              string
 	Rewrite           rewrite.Options
 	Calibration       calib.Options
 	Report            string // path of the JSON report, or ""
@@ -34,10 +33,10 @@ func compressCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "calib", Usage: "calibration data: .npy, ONNX .pb tensor or MNIST IDX images (.gz too)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "`PATH` of the compressed model"},
-			&cli.StringFlag{Name: "side", Value: "output", Usage: "which side of each Conv to factorize: output"},
+			&cli.StringFlag{Name: "side", Value: "output", Usage: "which side of each Conv to factorize: output, input or both"},
 			&cli.Float64Flag{Name: "threshold", Value: rewrite.DefaultRule.Threshold, Usage: "keep eigenvalues >= `T` times the largest"},
 			&cli.Float64Flag{Name: "energy", Usage: "keep the fewest eigenvalues holding fraction `E` of the total (instead of --threshold)"},
-			&cli.StringSliceFlag{Name: "rank", Usage: "`LAYER=K` fixes a layer's rank (repeatable); `full` keeps every channel and rewrites every layer, to verify"},
+			&cli.StringSliceFlag{Name: "rank", Usage: "`LAYER=K` fixes a layer's rank on the side(s) rewritten, LAYER=R:K its input and output ranks (repeatable); full keeps every channel and rewrites every layer, to verify"},
 			&cli.StringFlag{Name: "report", Usage: "write the per-layer report as JSON to `PATH`"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "allow --out to be the input model"},
 		}, runtimeFlags()...),
@@ -58,14 +57,16 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 	}
 	o := compressOptions{
 		Model: c.Args().First(), Calib: c.String("calib"), Out: c.String("out"),
-		Side: c.String("side"), Report: c.String("report"), Overwrite: c.Bool("overwrite"),
+		Report: c.String("report"), Overwrite: c.Bool("overwrite"),
 	}
 	if o.Calib == "" || o.Out == "" {
 		return o, usagef("compress needs --calib DATA and --out PATH")
 	}
-	if o.Side != "output" {
-		return o, usagef("--side %q is not supported yet (output only)", o.Side)
+	side, err := rewrite.ParseSide(c.String("side"))
+	if err != nil {
+		return o, usageError{err.Error()}
 	}
+	o.Rewrite.Side = side
 	if c.IsSet("energy") && c.IsSet("threshold") {
 		return o, usagef("give --threshold or --energy, not both")
 	}
@@ -81,19 +82,40 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 			o.Rewrite.Full = true
 			continue
 		}
-		name, k, ok := strings.Cut(r, "=")
-		n, err := strconv.Atoi(k)
-		if !ok || name == "" || err != nil || n < 1 {
-			return o, usagef("--rank %q: want LAYER=K with K >= 1, or full", r)
+		name, ranks, ok := parseRank(r, side)
+		if !ok {
+			return o, usagef("--rank %q: want LAYER=K or LAYER=R:K with ranks >= 1, or full", r)
 		}
 		if o.Rewrite.Ranks == nil {
-			o.Rewrite.Ranks = map[string]int{}
+			o.Rewrite.Ranks = map[string]rewrite.Ranks{}
 		}
-		o.Rewrite.Ranks[name] = n
+		o.Rewrite.Ranks[name] = ranks
 	}
-	var err error
 	o.Calibration, err = calibOptions(c, c.App.ErrWriter)
 	return o, err
+}
+
+// parseRank reads LAYER=K (rank K on each side rewritten) or LAYER=R:K (input rank R, output
+// rank K).
+func parseRank(s string, side rewrite.Side) (string, rewrite.Ranks, bool) {
+	name, val, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return "", rewrite.Ranks{}, false
+	}
+	inText, outText, pair := strings.Cut(val, ":")
+	in, err1 := strconv.Atoi(inText)
+	if !pair {
+		var r rewrite.Ranks
+		if side != rewrite.SideOutput {
+			r.In = in
+		}
+		if side != rewrite.SideInput {
+			r.Out = in
+		}
+		return name, r, err1 == nil && in >= 1
+	}
+	out, err2 := strconv.Atoi(outText)
+	return name, rewrite.Ranks{In: in, Out: out}, err1 == nil && err2 == nil && in >= 1 && out >= 1
 }
 
 // runCompress loads the model, calibrates, rewrites and saves; it prints the per-layer table
@@ -161,18 +183,23 @@ func same(a, b string) bool {
 }
 
 func printReport(w io.Writer, rep *rewrite.Report) {
-	fmt.Fprintf(w, "%-28s %5s %5s %9s %12s %12s  %s\n", "layer", "out", "rank", "energy", "MACs before", "MACs after", "result")
+	fmt.Fprintf(w, "%-28s %6s %9s %9s %12s %12s  %s\n", "layer", "side", "in rank", "out rank", "MACs before", "MACs after", "result")
 	for _, l := range rep.Layers {
 		result := "applied"
 		if !l.Applied {
 			result = "skipped: " + l.Reason
 		}
-		rank, energy := "-", "-"
-		if l.Rank > 0 {
-			rank, energy = strconv.Itoa(l.Rank), fmt.Sprintf("%.6f", l.Energy)
-		}
-		fmt.Fprintf(w, "%-28s %5d %5s %9s %12d %12d  %s\n", l.Name, l.OutChannels, rank, energy, l.Before.MACs, l.After.MACs, result)
+		fmt.Fprintf(w, "%-28s %6s %9s %9s %12d %12d  %s\n", l.Name, l.Side,
+			rankCell(l.InRank, l.InChannels, l.InEnergy), rankCell(l.Rank, l.OutChannels, l.Energy), l.Before.MACs, l.After.MACs, result)
 	}
-	fmt.Fprintf(w, "%-28s %5s %5s %9s %12d %12d  %d applied, %d skipped; MACs %.2fx fewer, params %d -> %d (%d calibration samples)\n",
+	fmt.Fprintf(w, "%-28s %6s %9s %9s %12d %12d  %d applied, %d skipped; MACs %.2fx fewer, params %d -> %d (%d calibration samples)\n",
 		"total", "", "", "", rep.Before.MACs, rep.After.MACs, rep.Applied, rep.Skipped, rep.MACRatio(), rep.Before.Params, rep.After.Params, rep.Samples)
+}
+
+// rankCell shows a rank as rank/channels, or "-" when that side is not factorized.
+func rankCell(rank, channels int, energy float64) string {
+	if rank == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d", rank, channels)
 }

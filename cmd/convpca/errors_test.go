@@ -123,7 +123,7 @@ func TestErrors(t *testing.T) {
 		{"both rules", nil, []string{"compress", model, "--calib", good, "--out", out, "--energy", "0.9", "--threshold", "0.1"}, 2, "not both"},
 		{"bad rank", nil, []string{"compress", model, "--calib", good, "--out", out, "--rank", "conv=x"}, 2, `--rank "conv=x"`},
 		{"unknown layer", nil, []string{"compress", model, "--calib", good, "--out", out, "--rank", "nosuch=2"}, 1, "--rank names nosuch, which is no Conv"},
-		{"side", nil, []string{"compress", model, "--calib", good, "--out", out, "--side", "sideways"}, 2, `--side "sideways"`},
+		{"side", nil, []string{"compress", model, "--calib", good, "--out", out, "--side", "sideways"}, 2, `unknown side "sideways"`},
 		{"provider", nil, []string{"compress", model, "--calib", good, "--out", out, "--provider", "tpu"}, 2, `unknown provider "tpu"`},
 		{"out is input", nil, []string{"compress", model, "--calib", good, "--out", model}, 2, "is the input model"},
 		{"unknown flag", nil, []string{"compress", model, "--bogus"}, 2, "flag provided but not defined"},

@@ -46,7 +46,7 @@ func TestMNIST(t *testing.T) {
 	opts.MaxSamples = 2000
 	var table strings.Builder
 	rep, err := runCompress(compressOptions{
-		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: out, Side: "output",
+		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: out,
 		Calibration: opts, Rewrite: defaultOptions(),
 	}, &table, &strings.Builder{})
 	if err != nil {
@@ -73,7 +73,7 @@ func TestMNIST(t *testing.T) {
 	// Deterministic: the same run gives the same bytes.
 	again := filepath.Join(t.TempDir(), "again.onnx")
 	if _, err := runCompress(compressOptions{
-		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: again, Side: "output",
+		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: again,
 		Calibration: opts, Rewrite: defaultOptions(),
 	}, &strings.Builder{}, &strings.Builder{}); err != nil {
 		t.Fatal(err)
