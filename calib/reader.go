@@ -54,38 +54,30 @@ func Open(path string) (Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	var rd Reader
+	var s *stream
 	switch kind {
-	case "npy":
-		var s *stream
-		s, err = openNpy(name, r, size)
-		if s != nil {
-			s.closer = closer
-			rd = s
-		}
-	case "idx":
-		var s *stream
-		s, err = openIDX(name, r, size)
-		if s != nil {
-			s.closer = closer
-			rd = s
-		}
 	case "pb":
-		var data []byte
-		data, err = io.ReadAll(r)
+		data, err := io.ReadAll(r)
 		closer()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		rd, err = decodePB(name, data)
+		m, err := decodePB(name, data)
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
+	case "npy":
+		s, err = openNpy(name, r, size)
+	default:
+		s, err = openIDX(name, r, size)
 	}
 	if err != nil {
-		if kind != "pb" {
-			closer()
-		}
+		closer()
 		return nil, err
 	}
-	return rd, nil
+	s.closer = closer
+	return s, nil
 }
 
 // OpenLabels reads class labels: an IDX1 label file (magic 0x00000801, ".gz" too), or a 1-D .npy of

@@ -40,13 +40,15 @@ func Float64s(t *onnxpb.TensorProto) ([]float64, error) {
 	if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
 		return nil, fmt.Errorf("tensor %q: external data is not supported", t.GetName())
 	}
-	out := make([]float64, 0, n)
+	// Sizes are checked against the stored data before anything of size n is allocated.
+	var out []float64
 	switch dt := onnxpb.TensorProto_DataType(t.GetDataType()); dt {
 	case onnxpb.TensorProto_FLOAT:
 		if raw := t.RawData; raw != nil {
 			if len(raw) != 4*n {
 				return nil, fmt.Errorf("tensor %q: raw_data has %d bytes, shape %v needs %d", t.GetName(), len(raw), t.Dims, 4*n)
 			}
+			out = make([]float64, 0, n)
 			for i := 0; i < n; i++ {
 				out = append(out, float64(math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))))
 			}
@@ -55,6 +57,7 @@ func Float64s(t *onnxpb.TensorProto) ([]float64, error) {
 		if len(t.FloatData) != n {
 			return nil, fmt.Errorf("tensor %q: float_data has %d values, shape %v needs %d", t.GetName(), len(t.FloatData), t.Dims, n)
 		}
+		out = make([]float64, 0, n)
 		for _, v := range t.FloatData {
 			out = append(out, float64(v))
 		}
@@ -63,6 +66,7 @@ func Float64s(t *onnxpb.TensorProto) ([]float64, error) {
 			if len(raw) != 8*n {
 				return nil, fmt.Errorf("tensor %q: raw_data has %d bytes, shape %v needs %d", t.GetName(), len(raw), t.Dims, 8*n)
 			}
+			out = make([]float64, 0, n)
 			for i := 0; i < n; i++ {
 				out = append(out, math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
 			}
@@ -71,7 +75,7 @@ func Float64s(t *onnxpb.TensorProto) ([]float64, error) {
 		if len(t.DoubleData) != n {
 			return nil, fmt.Errorf("tensor %q: double_data has %d values, shape %v needs %d", t.GetName(), len(t.DoubleData), t.Dims, n)
 		}
-		out = append(out, t.DoubleData...)
+		out = append(make([]float64, 0, n), t.DoubleData...)
 	default:
 		return nil, fmt.Errorf("tensor %q: element type %v is not float or double", t.GetName(), dt)
 	}
