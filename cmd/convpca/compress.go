@@ -25,6 +25,8 @@ type compressOptions struct {
 	Overwrite         bool   // allow Out to be the input model
 }
 
+func init() { commands = append(commands, compressCommand) }
+
 func compressCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "compress",

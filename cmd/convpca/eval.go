@@ -10,6 +10,8 @@ import (
 	"github.com/convpca/convpca/onnxio"
 )
 
+func init() { commands = append(commands, evalCommand) }
+
 func evalCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "eval",

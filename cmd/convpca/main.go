@@ -51,10 +51,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitFail
 }
 
+// commands holds the constructors of the subcommands; each subcommand's file registers its
+// own in an init function, so adding a command touches no other file.
+var commands []func() *cli.Command
+
 func newApp(stdout, stderr io.Writer) *cli.App {
 	onUsage := func(_ *cli.Context, err error, _ bool) error { return usageError{err.Error()} }
-	cmds := []*cli.Command{compressCommand(), evalCommand()}
-	for _, c := range cmds {
+	var cmds []*cli.Command
+	for _, mk := range commands {
+		c := mk()
+		cmds = append(cmds, c)
 		c.OnUsageError = onUsage
 	}
 	return &cli.App{
