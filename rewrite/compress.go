@@ -44,6 +44,12 @@ type Options struct {
 	// Full keeps every channel and applies each rewrite even where it saves nothing, to verify
 	// that the rewrite leaves the outputs unchanged.
 	Full bool
+	// TargetMACs, when > 0, allocates ranks across all layers (and sides) so that the Convs
+	// keep at most this fraction of their original MACs, losing the least (see Allocate);
+	// Rule is then unused.
+	TargetMACs float64
+	// RankMultiple rounds chosen ranks up to multiples of it (as hardware prefers); 0 or 1: none.
+	RankMultiple int
 }
 
 // Layer is one row of a Report: what happened to one Conv.
@@ -99,47 +105,230 @@ func Targets(m *onnxio.Model) []string {
 	return out
 }
 
-// Compress factorizes, in place, each Conv of m on its output side with the statistics in res
-// (see Targets) and returns the report. Layers that cannot be factorized, or whose rewrite
-// would not lower their MACs (unless opts.Full), are left as they are and reported skipped
-// with the reason.
+// Compress factorizes, in place, each Conv of m with the statistics in res (see Targets) and
+// returns the report. Layers that cannot be factorized, or whose rewrite would not lower their
+// MACs (unless opts.Full), are left as they are and reported skipped with the reason.
 func Compress(m *onnxio.Model, res *calib.Result, opts Options) (*Report, error) {
+	plans, err := Analyze(m, res, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.TargetMACs > 0 {
+		if err := Allocate(plans, opts); err != nil {
+			return nil, err
+		}
+	} else if err := chooseRanks(plans, opts); err != nil {
+		return nil, err
+	}
+	return Apply(m, plans, res.Samples, opts)
+}
+
+// Plan is one Conv on its way through Compress: what Analyze found (the layer, its statistics
+// and cost) and the ranks chosen for it.
+type Plan struct {
+	Layer                 // the report row; InRank and Rank hold the chosen ranks
+	conv                  *Conv
+	in, kk                int   // input channels, kernel elements
+	spatialIn, spatialOut int64 // positions per sample
+	inPCA, outPCA         calib.PCA
+	mean                  []float64 // output mean
+}
+
+// cost is the layer's cost factorized with input rank r and output rank k (0: side untouched).
+func (p *Plan) cost(r, k int) Cost {
+	return factorCost(p.OutChannels, p.in, p.kk, p.conv.Bias != nil, r, k, p.spatialIn, p.spatialOut)
+}
+
+// Analyze matches every Conv of m and computes the PCA its side(s) need. Plans of layers that
+// cannot be factorized carry the reason in Layer.Reason.
+func Analyze(m *onnxio.Model, res *calib.Result, opts Options) ([]*Plan, error) {
 	if err := opts.Rule.Check(); err != nil {
 		return nil, err
 	}
-	g := m.Graph
-	if err := checkRankNames(g, opts.Ranks); err != nil {
+	if err := checkRankNames(m.Graph, opts.Ranks); err != nil {
 		return nil, err
 	}
-	rep := &Report{Samples: res.Samples}
-	convs := []*onnxio.Node{}
-	for _, n := range g.Nodes {
-		if n.Op == "Conv" {
-			convs = append(convs, n)
+	var plans []*Plan
+	for _, n := range m.Graph.Nodes {
+		if n.Op != "Conv" {
+			continue
 		}
-	}
-	for _, n := range convs {
-		row, err := compressOne(g, n, res, opts)
+		p, err := analyzeOne(m.Graph, n, res, opts.side())
 		if err != nil {
 			return nil, fmt.Errorf("conv %q: %w", n.Label(), err)
 		}
-		if row.Applied {
+		plans = append(plans, p)
+	}
+	return plans, nil
+}
+
+func (o Options) side() Side {
+	if o.Side == "" {
+		return SideOutput
+	}
+	return o.Side
+}
+
+func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side) (*Plan, error) {
+	p := &Plan{Layer: Layer{Name: n.Label(), Op: n.Op, Side: side}}
+	p.spatialIn, p.spatialOut = -1, -1
+	if len(n.Outputs) == 1 && len(n.Inputs) > 0 {
+		p.InChannels, p.spatialIn = spatialOf(res, n.Inputs[0])
+		p.OutChannels, p.spatialOut = spatialOf(res, n.Outputs[0])
+	}
+	c, reason := MatchConv(g, n)
+	if wt := g.Initializer(inputAt(n, 1)); wt != nil && len(wt.Dims) >= 3 && p.spatialOut >= 0 {
+		kernel := 1
+		for _, d := range wt.Dims[2:] {
+			kernel *= int(d)
+		}
+		out, in := int(wt.Dims[0]), int(wt.Dims[1])
+		p.Before = Cost{MACs: ConvMACs(out, in, kernel, p.spatialOut), Params: ConvParams(out, in, kernel, inputAt(n, 2) != "")}
+	}
+	p.After = p.Before
+	if c == nil {
+		p.Reason = reason
+		return p, nil
+	}
+	inStats, outStats := res.Stats[n.Inputs[0]], res.Stats[n.Outputs[0]]
+	if inStats == nil || outStats == nil || p.spatialIn < 0 || p.spatialOut < 0 {
+		p.Reason = "no statistics (the Conv's input or output was not captured)"
+		return p, nil
+	}
+	p.conv, p.in = c, int(c.Dims[1])
+	p.kk = c.PerChannel() / p.in
+	if outStats.Dim != c.Out() || inStats.Dim != p.in {
+		return nil, fmt.Errorf("statistics have %d -> %d channels, weight has %d -> %d", inStats.Dim, outStats.Dim, p.in, c.Out())
+	}
+	var err error
+	if side != SideOutput {
+		if p.inPCA, err = calib.Eigen(inStats.SecondMoment()); err != nil {
+			return nil, fmt.Errorf("input statistics: %w", err)
+		}
+	}
+	if side != SideInput {
+		if p.outPCA, err = calib.Eigen(outStats.Covariance()); err != nil {
+			return nil, fmt.Errorf("output statistics: %w", err)
+		}
+		p.mean = outStats.Mean()
+	}
+	return p, nil
+}
+
+// chooseRanks sets each plan's ranks from a fixed rank, --rank full or the rule, rounded up to
+// opts.RankMultiple, then settles its side (see settle).
+func chooseRanks(plans []*Plan, opts Options) error {
+	side := opts.side()
+	for _, p := range plans {
+		if p.conv == nil {
+			continue
+		}
+		fixed, hasFixed := opts.Ranks[p.Name]
+		var err error
+		if side != SideOutput {
+			if p.InRank, err = chooseRank(p.inPCA.Values, opts, fixed.In, hasFixed); err != nil {
+				return fmt.Errorf("conv %q: input rank: %w", p.Name, err)
+			}
+		}
+		if side != SideInput {
+			if p.Rank, err = chooseRank(p.outPCA.Values, opts, fixed.Out, hasFixed); err != nil {
+				return fmt.Errorf("conv %q: output rank: %w", p.Name, err)
+			}
+		}
+		p.settle(opts)
+	}
+	return nil
+}
+
+// settle fixes a plan's side and cost from its ranks: with both sides it keeps the cheapest of
+// both, input only and output only (unless opts.Full); a plan that would not lower MACs is
+// marked skipped with the reason.
+func (p *Plan) settle(opts Options) {
+	if opts.Full {
+		p.After = p.cost(p.InRank, p.Rank)
+	} else {
+		p.InRank, p.Rank, p.After = p.cheapest(p.InRank, p.Rank)
+	}
+	p.InEnergy, p.Energy = 0, 0
+	if p.InRank > 0 {
+		p.InEnergy = Retained(p.inPCA.Values, p.InRank)
+	}
+	if p.Rank > 0 {
+		p.Energy = Retained(p.outPCA.Values, p.Rank)
+	}
+	switch {
+	case p.InRank > 0 && p.Rank > 0:
+		p.Side = SideBoth
+	case p.InRank > 0:
+		p.Side = SideInput
+	default:
+		p.Side = SideOutput
+	}
+	p.Reason = ""
+	if !opts.Full && p.After.MACs >= p.Before.MACs {
+		p.Reason = fmt.Sprintf("%s would not lower MACs (%d -> %d)", rankText(p.Layer), p.Before.MACs, p.After.MACs)
+	}
+}
+
+// cheapest returns the cheapest of factorizing with ranks r and k (0: side untouched), with
+// the input side only and with the output side only.
+func (p *Plan) cheapest(r, k int) (int, int, Cost) {
+	best := p.cost(r, k)
+	if r > 0 && k > 0 {
+		for _, alt := range [][2]int{{r, 0}, {0, k}} {
+			if a := p.cost(alt[0], alt[1]); a.MACs < best.MACs {
+				r, k, best = alt[0], alt[1], a
+			}
+		}
+	}
+	return r, k, best
+}
+
+// Apply rewrites the layers of plans that are neither skipped nor applied yet, cleans the graph up and returns
+// the report.
+func Apply(m *onnxio.Model, plans []*Plan, samples int, opts Options) (*Report, error) {
+	rep := &Report{Samples: samples}
+	for _, p := range plans {
+		if p.conv != nil && p.Reason == "" && !p.Applied {
+			Replace(m.Graph, p.conv, p.factors())
+			p.Applied = true
+		}
+		if p.Applied {
 			rep.Applied++
 		} else {
 			rep.Skipped++
-			row.After = row.Before
+			p.After = p.Before
 		}
-		rep.Before.MACs += row.Before.MACs
-		rep.Before.Params += row.Before.Params
-		rep.After.MACs += row.After.MACs
-		rep.After.Params += row.After.Params
-		rep.Layers = append(rep.Layers, row)
+		rep.Before.MACs += p.Before.MACs
+		rep.Before.Params += p.Before.Params
+		rep.After.MACs += p.After.MACs
+		rep.After.Params += p.After.Params
+		rep.Layers = append(rep.Layers, p.Layer)
 	}
-	g.Cleanup()
-	if err := g.Toposort(); err != nil {
+	m.Graph.Cleanup()
+	if err := m.Graph.Toposort(); err != nil {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// factors computes the replacement Convs of a plan from its ranks.
+func (p *Plan) factors() Factors {
+	var f Factors
+	c := p.conv
+	w := c.WeightMatrix()
+	if p.InRank > 0 {
+		u := p.inPCA.Vectors.Slice(0, p.in, 0, p.InRank).(*mat.Dense)
+		f.Down = mat.DenseCopyOf(u.T())
+		w = InputSide(w, p.in, u)
+	}
+	f.Core = w
+	if p.Rank > 0 {
+		v := mat.DenseCopyOf(p.outPCA.Vectors.Slice(0, c.Out(), 0, p.Rank))
+		f.Core, f.UpBias = OutputSide(w, c.Bias, p.mean, v)
+		f.Up = v
+	}
+	return f
 }
 
 // spatialOf returns the channels and spatial positions of a captured tensor (-1 when unknown).
@@ -155,110 +344,8 @@ func spatialOf(res *calib.Result, tensor string) (channels int, positions int64)
 	return int(shape[0]), positions
 }
 
-func compressOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, opts Options) (Layer, error) {
-	side := opts.Side
-	if side == "" {
-		side = SideOutput
-	}
-	row := Layer{Name: n.Label(), Op: n.Op, Side: side}
-	var spatialIn, spatialOut int64 = -1, -1
-	if len(n.Outputs) == 1 && len(n.Inputs) > 0 {
-		row.InChannels, spatialIn = spatialOf(res, n.Inputs[0])
-		row.OutChannels, spatialOut = spatialOf(res, n.Outputs[0])
-	}
-	c, reason := MatchConv(g, n)
-	if wt := g.Initializer(inputAt(n, 1)); wt != nil && len(wt.Dims) >= 3 && spatialOut >= 0 {
-		kernel := 1
-		for _, d := range wt.Dims[2:] {
-			kernel *= int(d)
-		}
-		out, in := int(wt.Dims[0]), int(wt.Dims[1])
-		row.Before = Cost{MACs: ConvMACs(out, in, kernel, spatialOut), Params: ConvParams(out, in, kernel, inputAt(n, 2) != "")}
-	}
-	if c == nil {
-		row.Reason = reason
-		return row, nil
-	}
-	inStats, outStats := res.Stats[n.Inputs[0]], res.Stats[n.Outputs[0]]
-	if inStats == nil || outStats == nil || spatialIn < 0 || spatialOut < 0 {
-		row.Reason = "no statistics (the Conv's input or output was not captured)"
-		return row, nil
-	}
-	in, out := int(c.Dims[1]), c.Out()
-	if outStats.Dim != out || inStats.Dim != in {
-		return row, fmt.Errorf("statistics have %d -> %d channels, weight has %d -> %d", inStats.Dim, outStats.Dim, in, out)
-	}
-	fixed, hasFixed := opts.Ranks[row.Name]
-
-	// Choose each side's rank.
-	var inPCA, outPCA calib.PCA
-	r, k := 0, 0
-	var err error
-	if side != SideOutput {
-		if inPCA, err = calib.Eigen(inStats.SecondMoment()); err != nil {
-			return row, fmt.Errorf("input statistics: %w", err)
-		}
-		if r, err = chooseRank(inPCA.Values, opts, fixed.In, hasFixed); err != nil {
-			return row, fmt.Errorf("input rank: %w", err)
-		}
-	}
-	if side != SideInput {
-		if outPCA, err = calib.Eigen(outStats.Covariance()); err != nil {
-			return row, fmt.Errorf("output statistics: %w", err)
-		}
-		if k, err = chooseRank(outPCA.Values, opts, fixed.Out, hasFixed); err != nil {
-			return row, fmt.Errorf("output rank: %w", err)
-		}
-	}
-	kk := c.PerChannel() / in
-	cost := func(r, k int) Cost { return factorCost(out, in, kk, c.Bias != nil, r, k, spatialIn, spatialOut) }
-	// With both sides, also consider each side alone and keep the cheapest.
-	row.InRank, row.Rank, row.After = r, k, cost(r, k)
-	if side == SideBoth && !opts.Full {
-		for _, alt := range [][2]int{{r, 0}, {0, k}} {
-			if a := cost(alt[0], alt[1]); a.MACs < row.After.MACs {
-				row.InRank, row.Rank, row.After = alt[0], alt[1], a
-			}
-		}
-	}
-	if row.InRank > 0 {
-		row.InEnergy = Retained(inPCA.Values, row.InRank)
-	}
-	if row.Rank > 0 {
-		row.Energy = Retained(outPCA.Values, row.Rank)
-	}
-	switch {
-	case row.InRank > 0 && row.Rank > 0:
-		row.Side = SideBoth
-	case row.InRank > 0:
-		row.Side = SideInput
-	default:
-		row.Side = SideOutput
-	}
-	if !opts.Full && row.After.MACs >= row.Before.MACs {
-		row.Reason = fmt.Sprintf("%s would not lower MACs (%d -> %d)", rankText(row), row.Before.MACs, row.After.MACs)
-		return row, nil
-	}
-
-	var f Factors
-	w := c.WeightMatrix()
-	if row.InRank > 0 {
-		u := inPCA.Vectors.Slice(0, in, 0, row.InRank).(*mat.Dense)
-		f.Down = mat.DenseCopyOf(u.T())
-		w = InputSide(w, in, u)
-	}
-	f.Core = w
-	if row.Rank > 0 {
-		v := mat.DenseCopyOf(outPCA.Vectors.Slice(0, out, 0, row.Rank))
-		f.Core, f.UpBias = OutputSide(w, c.Bias, outStats.Mean(), v)
-		f.Up = v
-	}
-	Replace(g, c, f)
-	row.Applied = true
-	return row, nil
-}
-
-// chooseRank applies a fixed rank, --rank full or the rule to a side with the eigenvalues vals.
+// chooseRank applies a fixed rank, --rank full or the rule to a side with the eigenvalues
+// vals, rounding up to a multiple of opts.RankMultiple.
 func chooseRank(vals []float64, opts Options, fixed int, hasFixed bool) (int, error) {
 	n := len(vals)
 	switch {
@@ -270,7 +357,15 @@ func chooseRank(vals []float64, opts Options, fixed int, hasFixed bool) (int, er
 	case opts.Full:
 		return n, nil
 	}
-	return opts.Rule.Rank(vals), nil
+	return roundRank(opts.Rule.Rank(vals), opts.RankMultiple, n), nil
+}
+
+// roundRank rounds k up to a multiple of m (m <= 1: unchanged), at most n.
+func roundRank(k, m, n int) int {
+	if m > 1 && k%m != 0 {
+		k += m - k%m
+	}
+	return min(k, n)
 }
 
 func rankText(l Layer) string {

@@ -21,6 +21,7 @@ type compressOptions struct {
 	Model, Calib, Out string
 	Rewrite           rewrite.Options
 	Calibration       calib.Options
+	Sequential        bool
 	Report            string // path of the JSON report, or ""
 	Overwrite         bool   // allow Out to be the input model
 }
@@ -39,6 +40,9 @@ func compressCommand() *cli.Command {
 			&cli.Float64Flag{Name: "threshold", Value: rewrite.DefaultRule.Threshold, Usage: "keep eigenvalues >= `T` times the largest"},
 			&cli.Float64Flag{Name: "energy", Usage: "keep the fewest eigenvalues holding fraction `E` of the total (instead of --threshold)"},
 			&cli.StringSliceFlag{Name: "rank", Usage: "`LAYER=K` fixes a layer's rank on the side(s) rewritten, LAYER=R:K its input and output ranks (repeatable); full keeps every channel and rewrites every layer, to verify"},
+			&cli.Float64Flag{Name: "target-macs", Usage: "allocate ranks across all layers and sides to keep at most fraction `F` of the Convs' MACs (instead of --threshold)"},
+			&cli.IntFlag{Name: "rank-multiple", Value: 1, Usage: "round ranks up to multiples of `M`"},
+			&cli.BoolFlag{Name: "sequential", Usage: "take each layer's statistics from the model with the earlier layers already compressed (one pass over the data per layer)"},
 			&cli.StringFlag{Name: "report", Usage: "write the per-layer report as JSON to `PATH`"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "allow --out to be the input model"},
 		}, runtimeFlags()...),
@@ -69,9 +73,23 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 		return o, usageError{err.Error()}
 	}
 	o.Rewrite.Side = side
-	if c.IsSet("energy") && c.IsSet("threshold") {
-		return o, usagef("give --threshold or --energy, not both")
+	rules := 0
+	for _, f := range []string{"energy", "threshold", "target-macs"} {
+		if c.IsSet(f) {
+			rules++
+		}
 	}
+	if rules > 1 {
+		return o, usagef("give one of --threshold, --energy and --target-macs, not several")
+	}
+	o.Rewrite.TargetMACs = c.Float64("target-macs")
+	if c.IsSet("target-macs") && (o.Rewrite.TargetMACs <= 0 || o.Rewrite.TargetMACs > 1) {
+		return o, usagef("--target-macs %v is not in (0, 1]", o.Rewrite.TargetMACs)
+	}
+	if o.Rewrite.RankMultiple = c.Int("rank-multiple"); o.Rewrite.RankMultiple < 1 {
+		return o, usagef("--rank-multiple must be >= 1")
+	}
+	o.Sequential = c.Bool("sequential")
 	o.Rewrite.Rule = rewrite.Rule{Threshold: c.Float64("threshold"), Energy: c.Float64("energy")}
 	if c.IsSet("energy") && (o.Rewrite.Rule.Energy <= 0 || o.Rewrite.Rule.Energy > 1) {
 		return o, usagef("--energy %v is not in (0, 1]", o.Rewrite.Rule.Energy)
@@ -92,6 +110,9 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 			o.Rewrite.Ranks = map[string]rewrite.Ranks{}
 		}
 		o.Rewrite.Ranks[name] = ranks
+	}
+	if o.Rewrite.Full && o.Rewrite.TargetMACs > 0 {
+		return o, usagef("--rank full keeps every channel; it cannot meet --target-macs")
 	}
 	o.Calibration, err = calibOptions(c, c.App.ErrWriter)
 	return o, err
@@ -143,7 +164,13 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	if err != nil {
 		return nil, fmt.Errorf("calibration: %w", err)
 	}
-	rep, err := rewrite.Compress(m, res, o.Rewrite)
+	var rep *rewrite.Report
+	if o.Sequential {
+		open := func() (calib.Reader, error) { return calib.Open(o.Calib) }
+		rep, err = rewrite.Sequential(m, res, open, o.Calibration, o.Rewrite)
+	} else {
+		rep, err = rewrite.Compress(m, res, o.Rewrite)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -155,13 +182,31 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		err := onnxio.WriteFileAtomic(o.Report, func(w io.Writer) error {
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
-			return enc.Encode(jsonReport{Model: o.Model, Output: o.Out, Rule: o.Rewrite.Rule.String(), Report: rep})
+			return enc.Encode(jsonReport{Model: o.Model, Output: o.Out, Rule: ruleText(o), Report: rep})
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
 	return rep, nil
+}
+
+// ruleText says how ranks were chosen, for the report.
+func ruleText(o compressOptions) string {
+	var s string
+	switch {
+	case o.Rewrite.Full:
+		s = "full rank"
+	case o.Rewrite.TargetMACs > 0:
+		s = fmt.Sprintf("target-macs %g", o.Rewrite.TargetMACs)
+	default:
+		s = o.Rewrite.Rule.String()
+	}
+	s += ", side " + string(o.Rewrite.Side)
+	if o.Sequential {
+		s += ", sequential"
+	}
+	return s
 }
 
 // jsonReport is the --report document.

@@ -120,7 +120,7 @@ func TestErrors(t *testing.T) {
 		{"nan", nil, []string{"compress", model, "--calib", nan, "--out", out}, 1, "data sample 1 holds NaN"},
 		{"missing data", nil, []string{"compress", model, "--calib", filepath.Join(dir, "none.npy"), "--out", out}, 1, "no such file or directory"},
 		{"no out", nil, []string{"compress", model, "--calib", good}, 2, "compress needs --calib DATA and --out PATH"},
-		{"both rules", nil, []string{"compress", model, "--calib", good, "--out", out, "--energy", "0.9", "--threshold", "0.1"}, 2, "not both"},
+		{"both rules", nil, []string{"compress", model, "--calib", good, "--out", out, "--energy", "0.9", "--threshold", "0.1"}, 2, "not several"},
 		{"bad rank", nil, []string{"compress", model, "--calib", good, "--out", out, "--rank", "conv=x"}, 2, `--rank "conv=x"`},
 		{"unknown layer", nil, []string{"compress", model, "--calib", good, "--out", out, "--rank", "nosuch=2"}, 1, "--rank names nosuch, which is no Conv"},
 		{"side", nil, []string{"compress", model, "--calib", good, "--out", out, "--side", "sideways"}, 2, `unknown side "sideways"`},
