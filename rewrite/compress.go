@@ -26,7 +26,7 @@ func ParseSide(s string) (Side, error) {
 	case SideOutput, SideInput, SideBoth:
 		return side, nil
 	case "":
-		return SideOutput, nil
+		return SideBoth, nil
 	}
 	return "", fmt.Errorf("unknown side %q (want output, input or both)", s)
 }
@@ -36,7 +36,7 @@ type Ranks struct{ In, Out int }
 
 // Options say how Compress chooses ranks.
 type Options struct {
-	Side Side // "" means OutputSide
+	Side Side // "" means SideBoth, the default: on the bundled MNIST model it gave the most MACs saved for the accuracy kept (see README)
 	Rule Rule // the rank rule for layers without a fixed rank
 	// Ranks fixes the ranks of layers by name (the Conv node's name, or its output tensor's name
 	// when the node has none).
@@ -164,7 +164,7 @@ func Analyze(m *onnxio.Model, res *calib.Result, opts Options) ([]*Plan, error) 
 
 func (o Options) side() Side {
 	if o.Side == "" {
-		return SideOutput
+		return SideBoth
 	}
 	return o.Side
 }

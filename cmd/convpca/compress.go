@@ -36,7 +36,7 @@ func compressCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "calib", Usage: "calibration data: .npy, ONNX .pb tensor or MNIST IDX images (.gz too)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "`PATH` of the compressed model"},
-			&cli.StringFlag{Name: "side", Value: "output", Usage: "which side of each Conv to factorize: output, input or both"},
+			&cli.StringFlag{Name: "side", Value: "both", Usage: "which side of each Conv to factorize: output, input or both (each layer keeps the cheapest of both, input only and output only)"},
 			&cli.Float64Flag{Name: "threshold", Value: rewrite.DefaultRule.Threshold, Usage: "keep eigenvalues >= `T` times the largest"},
 			&cli.Float64Flag{Name: "energy", Usage: "keep the fewest eigenvalues holding fraction `E` of the total (instead of --threshold)"},
 			&cli.StringSliceFlag{Name: "rank", Usage: "`LAYER=K` fixes a layer's rank on the side(s) rewritten, LAYER=R:K its input and output ranks (repeatable); full keeps every channel and rewrites every layer, to verify"},

@@ -38,7 +38,7 @@ func TestCompressCLI(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			out := filepath.Join(dir, tt.name+".onnx")
 			report := filepath.Join(dir, tt.name+".json")
-			args := append([]string{"compress", model, "--calib", data, "--out", out, "--report", report, "--provider", "cpu"}, tt.args...)
+			args := append([]string{"compress", model, "--calib", data, "--out", out, "--report", report, "--provider", "cpu", "--side", "output"}, tt.args...)
 			code, stdout, stderr := cliRun(args...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, stderr)

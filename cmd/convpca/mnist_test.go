@@ -81,8 +81,38 @@ func TestMNIST(t *testing.T) {
 	a, _ := os.ReadFile(out)
 	b, _ := os.ReadFile(again)
 	if !bytes.Equal(a, b) {
-		t.Error("two identical runs wrote different models")
+		t.Errorf("two identical runs wrote different models (%d and %d bytes)", len(a), len(b))
 	}
+}
+
+// TestMNISTTarget: --target-macs 0.2 (both sides, one-shot statistics from 2,000 training
+// images) gives at least 5x fewer MACs for at most 0.3 points of top-1 accuracy.
+func TestMNISTTarget(t *testing.T) {
+	needRuntime(t)
+	data := mnistDir(t)
+	model := testmodels.Path("mnist_cnn.onnx")
+	out := filepath.Join(t.TempDir(), "mnist_02.onnx")
+	opts := cpu
+	opts.MaxSamples = 2000
+	var table strings.Builder
+	rep, err := runCompress(compressOptions{
+		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: out,
+		Calibration: opts, Rewrite: rewrite.Options{Side: rewrite.SideBoth, TargetMACs: 0.2},
+	}, &table, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	if r := rep.MACRatio(); r < 5 {
+		t.Errorf("MACs fell %.2fx, want at least 5x", r)
+	}
+	images, labels := filepath.Join(data, "t10k-images-idx3-ubyte.gz"), filepath.Join(data, "t10k-labels-idx1-ubyte.gz")
+	before, after := accuracy(t, model, images, labels), accuracy(t, out, images, labels)
+	t.Logf("top-1 accuracy %.4f -> %.4f at %.2fx fewer MACs", before, after, rep.MACRatio())
+	if before-after > 0.003 {
+		t.Errorf("accuracy dropped %.2f points, want at most 0.3", 100*(before-after))
+	}
+	onnxCheck(t, out)
 }
 
 // TestCalibrationMemoryFlat: peak resident memory of a calibration over 1,000 and over 20,000

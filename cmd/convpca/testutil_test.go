@@ -95,7 +95,17 @@ func onnxCheck(t *testing.T, path string) {
 		}
 		t.Skip("python3-onnx is not installed")
 	}
-	out, err := exec.Command(py, "-c", "import onnx,sys; onnx.checker.check_model(sys.argv[1], full_check=True)", path).CombinedOutput()
+	// check_model(path, full_check=True) writes inferred shapes back into the file it checks:
+	// check a copy, so the model under test stays as convpca wrote it.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "check.onnx")
+	if err := os.WriteFile(cp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(py, "-c", "import onnx,sys; onnx.checker.check_model(sys.argv[1], full_check=True)", cp).CombinedOutput()
 	if err != nil {
 		t.Errorf("ONNX checker refused %s: %v\n%s", filepath.Base(path), err, strings.TrimSpace(string(out)))
 	}
