@@ -230,23 +230,25 @@ func same(a, b string) bool {
 }
 
 func printReport(w io.Writer, rep *rewrite.Report) {
-	fmt.Fprintf(w, "%-28s %6s %9s %9s %12s %12s  %s\n", "layer", "side", "in rank", "out rank", "MACs before", "MACs after", "result")
+	fmt.Fprintf(w, "%-24s %6s %8s %9s %8s %9s %11s %11s  %s\n", "layer", "side", "in rank", "in energy", "out rank", "energy", "MACs before", "MACs after", "result")
 	for _, l := range rep.Layers {
 		result := "applied"
 		if !l.Applied {
 			result = "skipped: " + l.Reason
 		}
-		fmt.Fprintf(w, "%-28s %6s %9s %9s %12d %12d  %s\n", l.Name, l.Side,
-			rankCell(l.InRank, l.InChannels, l.InEnergy), rankCell(l.Rank, l.OutChannels, l.Energy), l.Before.MACs, l.After.MACs, result)
+		inRank, inEnergy := rankCells(l.InRank, l.InChannels, l.InEnergy)
+		outRank, outEnergy := rankCells(l.Rank, l.OutChannels, l.Energy)
+		fmt.Fprintf(w, "%-24s %6s %8s %9s %8s %9s %11d %11d  %s\n", l.Name, l.Side, inRank, inEnergy, outRank, outEnergy, l.Before.MACs, l.After.MACs, result)
 	}
-	fmt.Fprintf(w, "%-28s %6s %9s %9s %12d %12d  %d applied, %d skipped; MACs %.2fx fewer, params %d -> %d (%d calibration samples)\n",
-		"total", "", "", "", rep.Before.MACs, rep.After.MACs, rep.Applied, rep.Skipped, rep.MACRatio(), rep.Before.Params, rep.After.Params, rep.Samples)
+	fmt.Fprintf(w, "%-24s %6s %8s %9s %8s %9s %11d %11d  %d applied, %d skipped; MACs %.2fx fewer, params %d -> %d (%d calibration samples)\n",
+		"total", "", "", "", "", "", rep.Before.MACs, rep.After.MACs, rep.Applied, rep.Skipped, rep.MACRatio(), rep.Before.Params, rep.After.Params, rep.Samples)
 }
 
-// rankCell shows a rank as rank/channels, or "-" when that side is not factorized.
-func rankCell(rank, channels int, energy float64) string {
+// rankCells shows a side's rank as rank/channels and the retained fraction of its eigenvalue
+// sum, or "-" when that side is not factorized.
+func rankCells(rank, channels int, energy float64) (string, string) {
 	if rank == 0 {
-		return "-"
+		return "-", "-"
 	}
-	return fmt.Sprintf("%d/%d", rank, channels)
+	return fmt.Sprintf("%d/%d", rank, channels), fmt.Sprintf("%.6f", energy)
 }
