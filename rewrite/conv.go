@@ -88,7 +88,7 @@ type Factors struct {
 // Replace replaces c in g by the Convs of f, in c's place in g.Nodes. The last of them writes
 // c's output tensor, so consumers and graph outputs are untouched; new tensors are declared in
 // value_info with their channel counts.
-func Replace(g *onnxio.Graph, c *Conv, f Factors) {
+func Replace(g *onnxio.Graph, c *Conv, f Factors) Replacement {
 	n := c.Node
 	label := n.Label()
 	in, out := n.Inputs[0], n.Outputs[0]
@@ -124,11 +124,13 @@ func Replace(g *onnxio.Graph, c *Conv, f Factors) {
 	}
 
 	var nodes []*onnxio.Node
+	var rep Replacement
 	coreIn := in
 	if f.Down != nil {
 		r, _ := f.Down.Dims()
 		coreIn = g.UniqueName(in + "_" + label + "_pca_in")
-		nodes = append(nodes, pointwise("_pca_down", in, coreIn, f.Down, nil))
+		rep.Down = pointwise("_pca_down", in, coreIn, f.Down, nil)
+		nodes = append(nodes, rep.Down)
 		declare(coreIn, in, r)
 	}
 	k, cols := f.Core.Dims()
@@ -144,12 +146,14 @@ func Replace(g *onnxio.Graph, c *Conv, f Factors) {
 	if f.Up == nil && len(n.Inputs) > 2 && n.Inputs[2] != "" {
 		coreInputs = append(coreInputs, n.Inputs[2])
 	}
-	nodes = append(nodes, &onnxio.Node{
+	rep.Core = &onnxio.Node{
 		Name: g.UniqueName(label + "_pca_core"), Op: "Conv", Domain: n.Domain,
 		Inputs: coreInputs, Outputs: []string{coreOut}, Attrs: n.Attrs,
-	})
+	}
+	nodes = append(nodes, rep.Core)
 	if f.Up != nil {
-		nodes = append(nodes, pointwise("_pca_up", coreOut, out, f.Up, f.UpBias))
+		rep.Up = pointwise("_pca_up", coreOut, out, f.Up, f.UpBias)
+		nodes = append(nodes, rep.Up)
 	}
 	for i, m := range g.Nodes {
 		if m == n {
@@ -157,6 +161,13 @@ func Replace(g *onnxio.Graph, c *Conv, f Factors) {
 			break
 		}
 	}
+	return rep
+}
+
+// Replacement holds the nodes Replace put in place of a Conv; Down and Up are nil when that side
+// is not factorized.
+type Replacement struct {
+	Down, Core, Up *onnxio.Node
 }
 
 func toFloat32(m *mat.Dense) []float32 {

@@ -43,6 +43,8 @@ func compressCommand() *cli.Command {
 			&cli.Float64Flag{Name: "target-macs", Usage: "allocate ranks across all layers and sides to keep at most fraction `F` of the Convs' MACs (instead of --threshold)"},
 			&cli.IntFlag{Name: "rank-multiple", Value: 1, Usage: "round ranks up to multiples of `M`"},
 			&cli.BoolFlag{Name: "sequential", Usage: "take each layer's statistics from the model with the earlier layers already compressed (one pass over the data per layer)"},
+			&cli.BoolFlag{Name: "refit", Usage: "with --sequential: refit each reduced core by least squares to reproduce the original model's outputs"},
+			&cli.Float64Flag{Name: "ridge", Value: rewrite.DefaultRidge, Usage: "relative ridge of the refit (times the mean regressor energy)"},
 			&cli.StringFlag{Name: "report", Usage: "write the per-layer report as JSON to `PATH`"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "allow --out to be the input model"},
 		}, runtimeFlags()...),
@@ -90,6 +92,13 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 		return o, usagef("--rank-multiple must be >= 1")
 	}
 	o.Sequential = c.Bool("sequential")
+	o.Rewrite.Refit, o.Rewrite.Ridge = c.Bool("refit"), c.Float64("ridge")
+	if o.Rewrite.Refit && !o.Sequential {
+		return o, usagef("--refit needs --sequential (it fits each layer to the inputs the compressed model gives it)")
+	}
+	if o.Rewrite.Ridge <= 0 {
+		return o, usagef("--ridge must be > 0")
+	}
 	o.Rewrite.Rule = rewrite.Rule{Threshold: c.Float64("threshold"), Energy: c.Float64("energy")}
 	if c.IsSet("energy") && (o.Rewrite.Rule.Energy <= 0 || o.Rewrite.Rule.Energy > 1) {
 		return o, usagef("--energy %v is not in (0, 1]", o.Rewrite.Rule.Energy)
@@ -205,6 +214,9 @@ func ruleText(o compressOptions) string {
 	s += ", side " + string(o.Rewrite.Side)
 	if o.Sequential {
 		s += ", sequential"
+	}
+	if o.Rewrite.Refit {
+		s += fmt.Sprintf(", refit (ridge %g)", o.Rewrite.Ridge)
 	}
 	return s
 }
