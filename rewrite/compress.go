@@ -174,9 +174,11 @@ func Analyze(m *onnxio.Model, res *calib.Result, opts Options) ([]*Plan, error) 
 	return plans, nil
 }
 
-// DefaultRidge is the refit's relative ridge: 1e-4 of the mean regressor energy. Smaller
-// values (1e-6) fitted the 2,000 calibration images slightly better but generalised worse on
-// the bundled model; it mostly guards against patches that never vary.
+// DefaultRidge is the refit's relative ridge: 1e-4 of the mean regressor energy. It keeps the
+// normal equations positive definite when patches never vary along some direction (dead
+// channels, windows always in padding). On the bundled model at --target-macs 0.1 with
+// --sequential --refit, ridges 1e-6, 1e-4 and 1e-2 gave top-1 0.9902, 0.9901 and 0.9895: the
+// fit is insensitive below 1e-4, and 1e-4 leaves margin for worse-conditioned layers.
 const DefaultRidge = 1e-4
 
 func (o Options) ridge() float64 {

@@ -22,6 +22,7 @@ type compressOptions struct {
 	Rewrite           rewrite.Options
 	Calibration       calib.Options
 	Sequential        bool
+	Search            searchOptions
 	Report            string // path of the JSON report, or ""
 	Overwrite         bool   // allow Out to be the input model
 }
@@ -45,6 +46,11 @@ func compressCommand() *cli.Command {
 			&cli.BoolFlag{Name: "sequential", Usage: "take each layer's statistics from the model with the earlier layers already compressed (one pass over the data per layer)"},
 			&cli.BoolFlag{Name: "refit", Usage: "with --sequential: refit each reduced core by least squares to reproduce the original model's outputs"},
 			&cli.Float64Flag{Name: "ridge", Value: rewrite.DefaultRidge, Usage: "relative ridge of the refit (times the mean regressor energy)"},
+			&cli.Float64Flag{Name: "max-drop", Usage: "find the smallest --target-macs whose top-1 accuracy drop on --eval-data/--eval-labels is at most `P` points"},
+			&cli.Float64Flag{Name: "max-error", Usage: "find the smallest --target-macs whose outputs on --eval-data have relative L2 error at most `E`"},
+			&cli.StringFlag{Name: "eval-data", Usage: "evaluation inputs for --max-drop/--max-error (not the calibration data)"},
+			&cli.StringFlag{Name: "eval-labels", Usage: "evaluation labels for --max-drop"},
+			&cli.IntFlag{Name: "search-steps", Value: 8, Usage: "probes of the --max-drop/--max-error search"},
 			&cli.StringFlag{Name: "report", Usage: "write the per-layer report as JSON to `PATH`"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "allow --out to be the input model"},
 		}, runtimeFlags()...),
@@ -120,6 +126,9 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 		}
 		o.Rewrite.Ranks[name] = ranks
 	}
+	if o.Search, err = parseSearch(c, o); err != nil {
+		return o, err
+	}
 	if o.Rewrite.Full && o.Rewrite.TargetMACs > 0 {
 		return o, usagef("--rank full keeps every channel; it cannot meet --target-macs")
 	}
@@ -150,8 +159,8 @@ func parseRank(s string, side rewrite.Side) (string, rewrite.Ranks, bool) {
 	return name, rewrite.Ranks{In: in, Out: out}, err1 == nil && err2 == nil && in >= 1 && out >= 1
 }
 
-// runCompress loads the model, calibrates, rewrites and saves; it prints the per-layer table
-// to stdout and returns the report.
+// runCompress loads the model, calibrates, rewrites (searching the MACs target when asked)
+// and saves; it prints the per-layer table to stdout and returns the report.
 func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, error) {
 	if same(o.Model, o.Out) && !o.Overwrite {
 		return nil, usagef("--out %s is the input model; pass --overwrite to replace it", o.Out)
@@ -173,17 +182,35 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	if err != nil {
 		return nil, fmt.Errorf("calibration: %w", err)
 	}
-	var rep *rewrite.Report
-	if o.Sequential {
-		open := func() (calib.Reader, error) { return calib.Open(o.Calib) }
-		rep, err = rewrite.Sequential(m, res, open, o.Calibration, o.Rewrite)
+	compress := func(target float64) (*onnxio.Model, *rewrite.Report, error) {
+		out, opts := m.Clone(), o.Rewrite
+		if target > 0 {
+			opts.TargetMACs = target
+		}
+		var rep *rewrite.Report
+		var err error
+		if o.Sequential {
+			open := func() (calib.Reader, error) { return calib.Open(o.Calib) }
+			rep, err = rewrite.Sequential(out, res, open, o.Calibration, opts)
+		} else {
+			rep, err = rewrite.Compress(out, res, opts)
+		}
+		return out, rep, err
+	}
+	var (
+		out    *onnxio.Model
+		rep    *rewrite.Report
+		probes []rewrite.Probe
+	)
+	if o.Search.active() {
+		out, rep, probes, err = search(m, compress, o, stdout, stderr)
 	} else {
-		rep, err = rewrite.Compress(m, res, o.Rewrite)
+		out, rep, err = compress(0)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := onnxio.Save(o.Out, m); err != nil {
+	if err := onnxio.Save(o.Out, out); err != nil {
 		return nil, err
 	}
 	printReport(stdout, rep)
@@ -191,7 +218,7 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		err := onnxio.WriteFileAtomic(o.Report, func(w io.Writer) error {
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
-			return enc.Encode(jsonReport{Model: o.Model, Output: o.Out, Rule: ruleText(o), Report: rep})
+			return enc.Encode(jsonReport{Model: o.Model, Output: o.Out, Rule: ruleText(o), Probes: probes, Report: rep})
 		})
 		if err != nil {
 			return nil, err
@@ -226,6 +253,8 @@ type jsonReport struct {
 	Model  string `json:"model"`
 	Output string `json:"output"`
 	Rule   string `json:"rule"`
+	// Probes of a --max-drop/--max-error search, in order.
+	Probes []rewrite.Probe `json:"probes,omitempty"`
 	*rewrite.Report
 }
 

@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/convpca/convpca/calib"
 	"github.com/convpca/convpca/rewrite"
 	"github.com/convpca/convpca/testmodels"
 )
@@ -139,3 +143,151 @@ func TestCalibrationMemoryFlat(t *testing.T) {
 }
 
 func defaultOptions() rewrite.Options { return rewrite.Options{Rule: rewrite.DefaultRule} }
+
+// TestMNISTRefit: --target-macs 0.1 --sequential --refit gives at least 10x fewer MACs for at
+// most 0.3 points of top-1 accuracy, and every refitted layer lowered its reconstruction error.
+func TestMNISTRefit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two passes over the calibration data per layer")
+	}
+	needRuntime(t)
+	data := mnistDir(t)
+	model := testmodels.Path("mnist_cnn.onnx")
+	out := filepath.Join(t.TempDir(), "mnist_refit.onnx")
+	opts := cpu
+	opts.MaxSamples = 2000
+	var table strings.Builder
+	rep, err := runCompress(compressOptions{
+		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: out, Sequential: true,
+		Calibration: opts, Rewrite: rewrite.Options{Side: rewrite.SideBoth, TargetMACs: 0.1, Refit: true},
+	}, &table, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	if r := rep.MACRatio(); r < 10 {
+		t.Errorf("MACs fell %.2fx, want at least 10x", r)
+	}
+	refitted := 0
+	for _, l := range rep.Layers {
+		if l.Refitted {
+			refitted++
+			if l.RefitError >= l.ProjError {
+				t.Errorf("layer %s kept a refit with error %v >= projection's %v", l.Name, l.RefitError, l.ProjError)
+			}
+		}
+	}
+	if refitted == 0 {
+		t.Error("no layer was refitted")
+	}
+	images, labels := filepath.Join(data, "t10k-images-idx3-ubyte.gz"), filepath.Join(data, "t10k-labels-idx1-ubyte.gz")
+	before, after := accuracy(t, model, images, labels), accuracy(t, out, images, labels)
+	t.Logf("top-1 accuracy %.4f -> %.4f at %.2fx fewer MACs, %d layers refitted", before, after, rep.MACRatio(), refitted)
+	if before-after > 0.003 {
+		t.Errorf("accuracy dropped %.2f points, want at most 0.3", 100*(before-after))
+	}
+}
+
+// TestMNISTMaxDrop: --max-drop 0.3, searched on the first half of the test set, returns a
+// model within the bound there; the report lists the probes; its accuracy on the other half
+// (not used by the search) is logged and must stay within 0.5 points.
+func TestMNISTMaxDrop(t *testing.T) {
+	needRuntime(t)
+	data := mnistDir(t)
+	dir := t.TempDir()
+	search, held := splitMNIST(t, data, dir)
+	model := testmodels.Path("mnist_cnn.onnx")
+	out, report := filepath.Join(dir, "guarded.onnx"), filepath.Join(dir, "report.json")
+	code, stdout, stderr := cliRun("compress", model, "--calib", filepath.Join(data, "train-images-idx3-ubyte.gz"), "--max-samples", "2000",
+		"--provider", "cpu", "--out", out, "--report", report, "--max-drop", "0.3", "--search-steps", "6",
+		"--eval-data", search[0], "--eval-labels", search[1])
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	t.Logf("\n%s", stdout)
+	var rep struct {
+		Probes []rewrite.Probe `json:"probes"`
+		Total  struct {
+			MACs int64 `json:"macs"`
+		} `json:"total_after"`
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Probes) < 2 {
+		t.Fatalf("report lists %d probes", len(rep.Probes))
+	}
+	var best *rewrite.Probe
+	for i, p := range rep.Probes {
+		if p.OK && (best == nil || p.MACs < best.MACs) {
+			best = &rep.Probes[i]
+		}
+		if p.OK != (p.Score <= 0.3+1e-9) {
+			t.Errorf("probe %+v: ok disagrees with its score", p)
+		}
+	}
+	if best == nil || best.MACs != rep.Total.MACs {
+		t.Fatalf("saved model has %d MACs; best passing probe %+v", rep.Total.MACs, best)
+	}
+	searchBefore, searchAfter := accuracy(t, model, search[0], search[1]), accuracy(t, out, search[0], search[1])
+	if searchBefore-searchAfter > 0.003+1e-9 {
+		t.Errorf("search split: accuracy dropped %.2f points, bound 0.3", 100*(searchBefore-searchAfter))
+	}
+	heldBefore, heldAfter := accuracy(t, model, held[0], held[1]), accuracy(t, out, held[0], held[1])
+	t.Logf("%.2fx fewer MACs; search split %.4f -> %.4f; held-out split %.4f -> %.4f", best.MACRatio, searchBefore, searchAfter, heldBefore, heldAfter)
+	if heldBefore-heldAfter > 0.005 {
+		t.Errorf("held-out split: accuracy dropped %.2f points", 100*(heldBefore-heldAfter))
+	}
+}
+
+// splitMNIST writes the two halves of the MNIST test set as .npy images and labels and returns
+// their paths ({images, labels} each).
+func splitMNIST(t *testing.T, data, dir string) (first, second [2]string) {
+	t.Helper()
+	r, err := calib.Open(filepath.Join(data, "t10k-images-idx3-ubyte.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	labels, err := calib.OpenLabels(filepath.Join(data, "t10k-labels-idx1-ubyte.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := r.Len()
+	x := make([]float32, n*784)
+	if got, err := r.Read(x); err != nil || got != n {
+		t.Fatalf("read %d of %d images: %v", got, n, err)
+	}
+	half := n / 2
+	for i, part := range []*[2]string{&first, &second} {
+		lo, hi := i*half, (i+1)*half
+		part[0] = filepath.Join(dir, fmt.Sprintf("images%d.npy", i))
+		part[1] = filepath.Join(dir, fmt.Sprintf("labels%d.npy", i))
+		writeNpy(t, part[0], []int{hi - lo, 1, 28, 28}, x[lo*784:hi*784])
+		writeLabels(t, part[1], labels[lo:hi])
+	}
+	return first, second
+}
+
+// writeLabels writes int64 labels as a 1-D .npy file.
+func writeLabels(t *testing.T, path string, labels []int) {
+	t.Helper()
+	header := fmt.Sprintf("{'descr': '<i8', 'fortran_order': False, 'shape': (%d,), }", len(labels))
+	for (10+len(header)+1)%64 != 0 {
+		header += " "
+	}
+	header += "\n"
+	buf := []byte("\x93NUMPY\x01\x00")
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(header)))
+	buf = append(buf, header...)
+	for _, l := range labels {
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(l))
+	}
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
