@@ -102,11 +102,12 @@ func diffCommand() *cli.Command {
 //	                   params_ratio, macs_before, macs_after, macs_ratio (over all layers;
 //	                   the rows of layers[] sum to these)
 //	output_comparison  null without --data, else {data, samples, outputs[]}: per graph
-//	                   output both models have, {name, shape (of a batch), max_abs_diff,
-//	                   rel_l2 (||before-after||/||before||; null when before is all 0 and
-//	                   after is not), top1_agreement (fraction of rows over all axes but the
-//	                   last whose argmax over the last axis agrees; null when that axis has
-//	                   one element)}
+//	                   output both models have, {name, shape (of the first batch),
+//	                   max_abs_diff, rel_l2 (||before-after||/||before|| over all values;
+//	                   null when before is all 0 and after is not), top1_agreement
+//	                   (fraction of rows, over all axes but the last, whose argmax over the
+//	                   last axis agrees, trailing axes of size 1 dropped first so that
+//	                   N×C×1×1 counts as N×C; null when that axis has one element)}
 type diffDocument struct {
 	Schema           string              `json:"schema"`
 	Before           modelDocument       `json:"before"`
@@ -292,7 +293,7 @@ func printDiffText(w io.Writer, d *diffDocument) {
 	rows = append(rows, []string{"total", "", thousands(t.ParamsBefore), thousands(t.ParamsAfter), ratioText(t.ParamsRatio),
 		thousands(t.MACsBefore), thousands(t.MACsAfter), ratioText(t.MACsRatio), fmt.Sprintf("%d of %d layers replaced", t.Replaced, t.LayersBefore)})
 	writeTable(w, rows, "llrrrrrrl")
-	fmt.Fprintf(w, "params and MACs per sample (input %s); ratios after / before\n", inputText(d.InputShape.Before))
+	fmt.Fprintf(w, "params and MACs per sample at %s; ratios after / before\n", inputText(d.InputShape.Before))
 	if oc := d.OutputComparison; oc != nil {
 		fmt.Fprintf(w, "\noutputs on %d samples of %s\n", oc.Samples, oc.Data)
 		rows := [][]string{{"output", "max abs diff", "rel L2 error", "top-1 agreement"}}
@@ -307,7 +308,7 @@ func printDiffText(w io.Writer, d *diffDocument) {
 func inputText(shapes shapeMap) string {
 	var parts []string
 	for _, name := range slices.Sorted(maps.Keys(shapes)) {
-		parts = append(parts, name+" "+shapeText(shapes[name]))
+		parts = append(parts, name+" = "+shapeText(shapes[name]))
 	}
 	if len(parts) == 0 {
 		return "unknown"
@@ -323,7 +324,7 @@ func mdEscape(s string) string {
 func mdCode(s string) string { return "`" + mdEscape(s) + "`" }
 
 func printDiffMarkdown(w io.Writer, d *diffDocument) {
-	fmt.Fprintf(w, "**convpca diff** %s → %s (params and MACs per sample, input %s)\n\n", mdCode(d.Before.Model), mdCode(d.After.Model), mdEscape(inputText(d.InputShape.Before)))
+	fmt.Fprintf(w, "**convpca diff** %s → %s (params and MACs per sample at %s)\n\n", mdCode(d.Before.Model), mdCode(d.After.Model), mdEscape(inputText(d.InputShape.Before)))
 	fmt.Fprintln(w, "| layer | op | change | params before | params after | params ratio | MACs before | MACs after | MACs ratio |")
 	fmt.Fprintln(w, "|:--|:--|:--|--:|--:|--:|--:|--:|--:|")
 	for _, l := range d.Layers {
