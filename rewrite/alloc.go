@@ -8,7 +8,8 @@ import (
 // Allocate chooses the ranks of all plans (both sides where opts.Side says so) so that the
 // Convs keep at most opts.TargetMACs of their original MACs, losing the least. Loss is
 // measured per layer and side as the discarded fraction of the eigenvalue sum (the output
-// covariance's, or the input second moment's). Greedy: starting from full ranks, it
+// covariance's, or the input second moment's), or with opts.Alloc = AllocSensitivity as the
+// measured squared relative error of the model's outputs (see Sensitivity). Greedy: starting from full ranks, it
 // repeatedly lowers by one step (opts.RankMultiple, default 1) the rank whose step discards
 // the least loss per MAC saved, until the MACs of the model, each layer costing the least of
 // its factorizations and its original, fit the target. Fixed ranks (opts.Ranks) are kept.
@@ -85,7 +86,14 @@ func Allocate(plans []*Plan, opts Options) error {
 				}
 				next := lower(rank)
 				loss := 0.0
-				if s > 0 {
+				curve := st.p.outCurve
+				if input {
+					curve = st.p.inCurve
+				}
+				switch {
+				case opts.Alloc == AllocSensitivity && curve != nil:
+					loss = curve.at(next) - curve.at(rank)
+				case s > 0:
 					loss = sum(vals[next:rank]) / s
 				}
 				r2, k2 := st.r, next

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -48,6 +49,13 @@ type Options struct {
 	// keep at most this fraction of their original MACs, losing the least (see Allocate);
 	// Rule is then unused.
 	TargetMACs float64
+	// Alloc is the loss Allocate ranks cuts by: AllocEnergy ("" too) or AllocSensitivity
+	// (which needs Sensitivity run on the plans first).
+	Alloc string
+	// Open reopens the calibration data, and Calib says how to run it, for what takes more
+	// passes over it: Sequential and AllocSensitivity.
+	Open  func() (calib.Reader, error)
+	Calib calib.Options
 	// Refit (with Sequential only) refits each reduced core by least squares to reproduce the
 	// original model's outputs from the inputs the compressed model really gives it.
 	Refit bool
@@ -125,14 +133,31 @@ func Compress(m *onnxio.Model, res *calib.Result, opts Options) (*Report, error)
 	if err != nil {
 		return nil, err
 	}
-	if opts.TargetMACs > 0 {
-		if err := Allocate(plans, opts); err != nil {
-			return nil, err
-		}
-	} else if err := chooseRanks(plans, opts); err != nil {
+	if err := choose(m, plans, opts); err != nil {
 		return nil, err
 	}
 	return Apply(m, plans, res.Samples, opts)
+}
+
+// choose sets the ranks of the plans: by allocation under opts.TargetMACs (measuring
+// sensitivities first when asked), else by fixed ranks and the rule.
+func choose(m *onnxio.Model, plans []*Plan, opts Options) error {
+	if opts.TargetMACs <= 0 {
+		return chooseRanks(plans, opts)
+	}
+	switch opts.Alloc {
+	case "", AllocEnergy:
+	case AllocSensitivity:
+		if opts.Open == nil {
+			return errors.New("sensitivity allocation needs the calibration data (Options.Open)")
+		}
+		if err := Sensitivity(m, plans, opts.Open, opts.Calib, opts); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown allocation %q (want %s or %s)", opts.Alloc, AllocEnergy, AllocSensitivity)
+	}
+	return Allocate(plans, opts)
 }
 
 // Plan is one Conv on its way through Compress: what Analyze found (the layer, its statistics
@@ -144,6 +169,7 @@ type Plan struct {
 	spatialIn, spatialOut int64 // positions per sample
 	inPCA, outPCA         calib.PCA
 	mean                  []float64 // output mean
+	inCurve, outCurve     *curve    // measured sensitivity (see Sensitivity), or nil
 }
 
 // cost is the layer's cost factorized with input rank r and output rank k (0: side untouched).

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"errors"
 	"fmt"
 
 	"gonum.org/v1/gonum/mat"
@@ -14,18 +15,18 @@ import (
 // statistics from the model with the earlier layers already compressed, so that each layer is
 // fitted to the activations it will really get. Ranks are chosen once, from the one-shot
 // statistics first (of the original model), by opts as in Compress; each later pass over the
-// data (open returns it anew) captures only the next layer's input and output.
-func Sequential(m *onnxio.Model, first *calib.Result, open func() (calib.Reader, error), copts calib.Options, opts Options) (*Report, error) {
+// data (opts.Open returns it anew, run with opts.Calib) captures only the next layer's input
+// and output.
+func Sequential(m *onnxio.Model, first *calib.Result, opts Options) (*Report, error) {
+	if opts.Open == nil {
+		return nil, errors.New("sequential compression needs the calibration data (Options.Open)")
+	}
+	open, copts := opts.Open, opts.Calib
 	plans, err := Analyze(m, first, opts)
 	if err != nil {
 		return nil, err
 	}
-	if opts.TargetMACs > 0 {
-		err = Allocate(plans, opts)
-	} else {
-		err = chooseRanks(plans, opts)
-	}
-	if err != nil {
+	if err := choose(m, plans, opts); err != nil {
 		return nil, err
 	}
 	orig := m

@@ -44,6 +44,7 @@ func compressCommand() *cli.Command {
 			&cli.Float64Flag{Name: "target-macs", Usage: "allocate ranks across all layers and sides to keep at most fraction `F` of the Convs' MACs (instead of --threshold)"},
 			&cli.IntFlag{Name: "rank-multiple", Value: 1, Usage: "round ranks up to multiples of `M`"},
 			&cli.BoolFlag{Name: "sequential", Usage: "take each layer's statistics from the model with the earlier layers already compressed (one pass over the data per layer)"},
+			&cli.StringFlag{Name: "alloc", Value: rewrite.AllocEnergy, Usage: "what --target-macs allocation minimises: energy (discarded eigenvalue mass) or sensitivity (measured output change)"},
 			&cli.BoolFlag{Name: "refit", Usage: "with --sequential: refit each reduced core by least squares to reproduce the original model's outputs"},
 			&cli.Float64Flag{Name: "ridge", Value: rewrite.DefaultRidge, Usage: "relative ridge of the refit (times the mean regressor energy)"},
 			&cli.Float64Flag{Name: "max-drop", Usage: "find the smallest --target-macs whose top-1 accuracy drop on --eval-data/--eval-labels is at most `P` points"},
@@ -99,6 +100,11 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 	}
 	o.Sequential = c.Bool("sequential")
 	o.Rewrite.Refit, o.Rewrite.Ridge = c.Bool("refit"), c.Float64("ridge")
+	switch o.Rewrite.Alloc = c.String("alloc"); o.Rewrite.Alloc {
+	case rewrite.AllocEnergy, rewrite.AllocSensitivity:
+	default:
+		return o, usagef("--alloc %q: want energy or sensitivity", o.Rewrite.Alloc)
+	}
 	if o.Rewrite.Refit && !o.Sequential {
 		return o, usagef("--refit needs --sequential (it fits each layer to the inputs the compressed model gives it)")
 	}
@@ -189,9 +195,11 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		}
 		var rep *rewrite.Report
 		var err error
+		opts.Open = func() (calib.Reader, error) { return calib.Open(o.Calib) }
+		opts.Calib = o.Calibration
+		opts.Calib.MaxSamples = len0(o.Calibration.MaxSamples, res.Samples)
 		if o.Sequential {
-			open := func() (calib.Reader, error) { return calib.Open(o.Calib) }
-			rep, err = rewrite.Sequential(out, res, open, o.Calibration, opts)
+			rep, err = rewrite.Sequential(out, res, opts)
 		} else {
 			rep, err = rewrite.Compress(out, res, opts)
 		}
@@ -227,6 +235,14 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	return rep, nil
 }
 
+// len0 returns n, or def when n is 0.
+func len0(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
+}
+
 // ruleText says how ranks were chosen, for the report.
 func ruleText(o compressOptions) string {
 	var s string
@@ -234,7 +250,7 @@ func ruleText(o compressOptions) string {
 	case o.Rewrite.Full:
 		s = "full rank"
 	case o.Rewrite.TargetMACs > 0:
-		s = fmt.Sprintf("target-macs %g", o.Rewrite.TargetMACs)
+		s = fmt.Sprintf("target-macs %g (alloc %s)", o.Rewrite.TargetMACs, o.Rewrite.Alloc)
 	default:
 		s = o.Rewrite.Rule.String()
 	}
