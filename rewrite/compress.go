@@ -113,7 +113,7 @@ func Targets(m *onnxio.Model) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, n := range m.Graph.Nodes {
-		if n.Op == "Conv" && len(n.Inputs) > 0 && len(n.Outputs) == 1 {
+		if isLayer(n) && len(n.Inputs) > 0 && len(n.Outputs) == 1 {
 			for _, t := range []string{n.Inputs[0], n.Outputs[0]} {
 				if !seen[t] {
 					seen[t] = true
@@ -188,7 +188,7 @@ func Analyze(m *onnxio.Model, res *calib.Result, opts Options) ([]*Plan, error) 
 	}
 	var plans []*Plan
 	for _, n := range m.Graph.Nodes {
-		if n.Op != "Conv" {
+		if !isLayer(n) {
 			continue
 		}
 		p, err := analyzeOne(m.Graph, n, res, opts.side())
@@ -228,8 +228,14 @@ func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side) (
 		p.InChannels, p.spatialIn = spatialOf(res, n.Inputs[0])
 		p.OutChannels, p.spatialOut = spatialOf(res, n.Outputs[0])
 	}
-	c, reason := MatchConv(g, n)
-	if wt := g.Initializer(inputAt(n, 1)); wt != nil && len(wt.Dims) >= 3 && p.spatialOut >= 0 {
+	c, reason := MatchLayer(g, n)
+	if c != nil && c.Spatial() == 0 && p.spatialIn != 1 {
+		c, reason = nil, fmt.Sprintf("%s input has more than two dimensions", n.Op)
+	}
+	if c != nil && p.spatialOut >= 0 {
+		kernel := c.PerChannel() / int(c.Dims[1])
+		p.Before = Cost{MACs: ConvMACs(c.Out(), int(c.Dims[1]), kernel, p.spatialOut), Params: ConvParams(c.Out(), int(c.Dims[1]), kernel, c.Bias != nil)}
+	} else if wt := g.Initializer(inputAt(n, 1)); n.Op == "Conv" && wt != nil && len(wt.Dims) >= 3 && p.spatialOut >= 0 {
 		kernel := 1
 		for _, d := range wt.Dims[2:] {
 			kernel *= int(d)
@@ -442,7 +448,7 @@ func checkRankNames(g *onnxio.Graph, ranks map[string]Ranks) error {
 	known := map[string]bool{}
 	var names []string
 	for _, n := range g.Nodes {
-		if n.Op == "Conv" {
+		if isLayer(n) {
 			known[n.Label()] = true
 			names = append(names, n.Label())
 		}

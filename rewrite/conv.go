@@ -85,7 +85,7 @@ type Factors struct {
 	UpBias []float64  // length out, with Up
 }
 
-// Replace replaces c in g by the Convs of f, in c's place in g.Nodes. The last of them writes
+// Replace replaces c in g by the Convs (Gemms for a Gemm or MatMul) of f, in c's place in g.Nodes. The last of them writes
 // c's output tensor, so consumers and graph outputs are untouched; new tensors are declared in
 // value_info with their channel counts.
 func Replace(g *onnxio.Graph, c *Conv, f Factors) Replacement {
@@ -96,20 +96,27 @@ func Replace(g *onnxio.Graph, c *Conv, f Factors) Replacement {
 	for i := range ones {
 		ones[i] = 1
 	}
-	pointwise := func(suffix, x, y string, w *mat.Dense, bias []float64) *onnxio.Node {
+	// Convs are replaced by Convs; Gemm and MatMul by Gemms over W (transB = 1).
+	op, pointAttrs := "Conv", []*onnxpb.AttributeProto{onnxio.IntsAttr("kernel_shape", ones)}
+	if isDense(n) {
+		op, pointAttrs = "Gemm", []*onnxpb.AttributeProto{onnxio.IntAttr("transB", 1)}
+	}
+	bias := func(suffix string, b []float64) string {
+		bt := onnxio.FloatTensor(g.UniqueName(label+suffix+"_B"), []int64{int64(len(b))}, toFloat32Vec(b))
+		g.SetInitializer(bt)
+		return bt.GetName()
+	}
+	pointwise := func(suffix, x, y string, w *mat.Dense, b []float64) *onnxio.Node {
 		rows, cols := w.Dims()
 		wt := onnxio.FloatTensor(g.UniqueName(label+suffix+"_W"), append([]int64{int64(rows), int64(cols)}, ones...), toFloat32(w))
 		g.SetInitializer(wt)
 		inputs := []string{x, wt.GetName()}
-		if bias != nil {
-			bt := onnxio.FloatTensor(g.UniqueName(label+suffix+"_B"), []int64{int64(rows)}, toFloat32Vec(bias))
-			g.SetInitializer(bt)
-			inputs = append(inputs, bt.GetName())
+		if b != nil {
+			inputs = append(inputs, bias(suffix, b))
 		}
 		return &onnxio.Node{
-			Name: g.UniqueName(label + suffix), Op: "Conv", Domain: n.Domain,
-			Inputs: inputs, Outputs: []string{y},
-			Attrs: []*onnxpb.AttributeProto{onnxio.IntsAttr("kernel_shape", ones)},
+			Name: g.UniqueName(label + suffix), Op: op, Domain: n.Domain,
+			Inputs: inputs, Outputs: []string{y}, Attrs: pointAttrs,
 		}
 	}
 	declare := func(name, like string, channels int) {
@@ -143,12 +150,18 @@ func Replace(g *onnxio.Graph, c *Conv, f Factors) Replacement {
 	coreW := onnxio.FloatTensor(g.UniqueName(label+"_pca_core_W"), coreDims, toFloat32(f.Core))
 	g.SetInitializer(coreW)
 	coreInputs := []string{coreIn, coreW.GetName()}
-	if f.Up == nil && len(n.Inputs) > 2 && n.Inputs[2] != "" {
+	coreAttrs := n.Attrs
+	if isDense(n) {
+		coreAttrs = pointAttrs
+		if f.Up == nil && c.Bias != nil { // alpha and beta are folded into W and the bias
+			coreInputs = append(coreInputs, bias("_pca_core", c.Bias))
+		}
+	} else if f.Up == nil && len(n.Inputs) > 2 && n.Inputs[2] != "" {
 		coreInputs = append(coreInputs, n.Inputs[2])
 	}
 	rep.Core = &onnxio.Node{
-		Name: g.UniqueName(label + "_pca_core"), Op: "Conv", Domain: n.Domain,
-		Inputs: coreInputs, Outputs: []string{coreOut}, Attrs: n.Attrs,
+		Name: g.UniqueName(label + "_pca_core"), Op: op, Domain: n.Domain,
+		Inputs: coreInputs, Outputs: []string{coreOut}, Attrs: coreAttrs,
 	}
 	nodes = append(nodes, rep.Core)
 	if f.Up != nil {
