@@ -104,14 +104,14 @@ func TestDense(t *testing.T) {
 			gemms++
 		}
 	}
-	want := 2 * rep.Applied // each applied layer becomes two Gemms; others stay as they were
+	wantGemms := 2 * rep.Applied // each applied layer becomes two Gemms; others stay as they were
 	for _, l := range rep.Layers {
 		if !l.Applied && l.Op == "Gemm" {
-			want++
+			wantGemms++
 		}
 	}
-	if rep.Layers[0].After.MACs != 2*6+8*2 || rep.Layers[1].After.MACs != 8+5 || gemms != want {
-		t.Errorf("fc1 after %d MACs (want 28), fc2 %d (want 13), %d Gemms (want %d)", rep.Layers[0].After.MACs, rep.Layers[1].After.MACs, gemms, want)
+	if rep.Layers[0].After.MACs != 2*6+8*2 || rep.Layers[1].After.MACs != 8+5 || gemms != wantGemms {
+		t.Errorf("fc1 after %d MACs (want 28), fc2 %d (want 13), %d Gemms (want %d)", rep.Layers[0].After.MACs, rep.Layers[1].After.MACs, gemms, wantGemms)
 	}
 	onnxCheck(t, out)
 }
