@@ -23,8 +23,8 @@ type Model struct {
 	Graph *Graph
 }
 
-// Load reads an ONNX model file. The error says plainly when the file is missing, is not an
-// ONNX model, or is truncated.
+// Load reads an ONNX model file, and the external data of its initializers (see SaveWith).
+// The error says plainly when the file is missing, is not an ONNX model, or is truncated.
 func Load(path string) (*Model, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -33,6 +33,13 @@ func Load(path string) (*Model, error) {
 	m, err := Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", path, err)
+	}
+	for _, t := range m.Graph.Initializers() {
+		if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
+			if err := readExternal(t, filepath.Dir(path)); err != nil {
+				return nil, fmt.Errorf("load model %s: tensor %q: %w", path, t.GetName(), err)
+			}
+		}
 	}
 	return m, nil
 }

@@ -24,7 +24,9 @@ type compressOptions struct {
 	Sequential        bool
 	Search            searchOptions
 	Report            string // path of the JSON report, or ""
+	Plots             string // folder for PNG plots, or ""
 	Overwrite         bool   // allow Out to be the input model
+	External          bool   // save with external data
 }
 
 func init() { commands = append(commands, compressCommand) }
@@ -53,7 +55,9 @@ func compressCommand() *cli.Command {
 			&cli.StringFlag{Name: "eval-labels", Usage: "evaluation labels for --max-drop"},
 			&cli.IntFlag{Name: "search-steps", Value: 8, Usage: "probes of the --max-drop/--max-error search"},
 			&cli.StringFlag{Name: "report", Usage: "write the per-layer report as JSON to `PATH`"},
+			&cli.StringFlag{Name: "plots", Usage: "write PNG plots (eigenvalue spectra with the chosen ranks; accuracy against MACs of a --max-drop search) into `DIR`"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "allow --out to be the input model"},
+			&cli.BoolFlag{Name: "external-data", Usage: "save initializers of 1 KiB or more to OUT.data beside the model (always done over 2 GB)"},
 		}, runtimeFlags()...),
 		Action: func(c *cli.Context) error {
 			opts, err := parseCompress(c)
@@ -72,7 +76,7 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 	}
 	o := compressOptions{
 		Model: c.Args().First(), Calib: c.String("calib"), Out: c.String("out"),
-		Report: c.String("report"), Overwrite: c.Bool("overwrite"),
+		Report: c.String("report"), Plots: c.String("plots"), Overwrite: c.Bool("overwrite"), External: c.Bool("external-data"),
 	}
 	if o.Calib == "" || o.Out == "" {
 		return o, usagef("compress needs --calib DATA and --out PATH")
@@ -218,10 +222,15 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	if err != nil {
 		return nil, err
 	}
-	if err := onnxio.Save(o.Out, out); err != nil {
+	if err := onnxio.SaveWith(o.Out, out, onnxio.SaveOptions{External: o.External}); err != nil {
 		return nil, err
 	}
 	printReport(stdout, rep)
+	if o.Plots != "" {
+		if err := writePlots(o.Plots, rep, probes); err != nil {
+			return nil, err
+		}
+	}
 	if o.Report != "" {
 		err := onnxio.WriteFileAtomic(o.Report, func(w io.Writer) error {
 			enc := json.NewEncoder(w)
