@@ -87,6 +87,10 @@ type Layer struct {
 	Refitted   bool    `json:"refitted,omitempty"`
 	RefitNote  string  `json:"refit_note,omitempty"`
 	Reason     string  `json:"reason,omitempty"` // why a layer was skipped
+	// The eigenvalues (descending) of the input second moment and of the output covariance,
+	// for plots; nil for a side not analysed.
+	InSpectrum  []float64 `json:"-"`
+	OutSpectrum []float64 `json:"-"`
 }
 
 // Report lists every Conv of a model and the totals over them. Costs are per sample.
@@ -270,6 +274,7 @@ func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side) (
 		}
 		p.mean = outStats.Mean()
 	}
+	p.InSpectrum, p.OutSpectrum = p.inPCA.Values, p.outPCA.Values
 	return p, nil
 }
 
