@@ -10,6 +10,7 @@ import (
 
 	"github.com/convpca/convpca/calib"
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/onnxio/onnxpb"
 )
 
 // Side says which side of each Conv is factorized.
@@ -187,7 +188,7 @@ func Analyze(m *onnxio.Model, res *calib.Result, opts Options) ([]*Plan, error) 
 	if err := opts.Rule.Check(); err != nil {
 		return nil, err
 	}
-	if err := checkRankNames(m.Graph, opts.Ranks); err != nil {
+	if err := CheckRanks(m, opts); err != nil {
 		return nil, err
 	}
 	var plans []*Plan
@@ -201,7 +202,37 @@ func Analyze(m *onnxio.Model, res *calib.Result, opts Options) ([]*Plan, error) 
 		}
 		plans = append(plans, p)
 	}
+	// Layers inside subgraphs (If, Loop, Scan bodies) are listed, not rewritten.
+	for _, n := range m.Graph.Nodes {
+		for _, a := range n.Attrs {
+			for _, sg := range append(a.GetGraphs(), a.GetG()) {
+				plans = append(plans, subgraphLayers(sg, fmt.Sprintf("%s %q", n.Op, n.Label()))...)
+			}
+		}
+	}
 	return plans, nil
+}
+
+// subgraphLayers returns skipped plans for the Conv, Gemm and MatMul nodes of a subgraph (and
+// of its own subgraphs).
+func subgraphLayers(gp *onnxpb.GraphProto, owner string) []*Plan {
+	if gp == nil {
+		return nil
+	}
+	var plans []*Plan
+	for _, np := range gp.Node {
+		n := &onnxio.Node{Name: np.GetName(), Op: np.GetOpType(), Domain: np.GetDomain(), Outputs: np.Output}
+		if isLayer(n) {
+			plans = append(plans, &Plan{Layer: Layer{Name: n.Label(), Op: n.Op,
+				Reason: fmt.Sprintf("inside a subgraph of %s: only the main graph is rewritten", owner)}})
+		}
+		for _, a := range np.Attribute {
+			for _, sg := range append(a.GetGraphs(), a.GetG()) {
+				plans = append(plans, subgraphLayers(sg, fmt.Sprintf("%s %q", np.GetOpType(), np.GetName()))...)
+			}
+		}
+	}
+	return plans
 }
 
 // DefaultRidge is the refit's relative ridge: 1e-4 of the mean regressor energy. It keeps the
@@ -448,20 +479,29 @@ func inputAt(n *onnxio.Node, i int) string {
 	return ""
 }
 
-// checkRankNames refuses fixed ranks for names that are no Conv of the graph.
+// CheckRanks refuses fixed ranks (opts.Ranks) for names that are no layer of the model, or
+// more than one; callers can check before calibrating.
+func CheckRanks(m *onnxio.Model, opts Options) error {
+	return checkRankNames(m.Graph, opts.Ranks)
+}
+
 func checkRankNames(g *onnxio.Graph, ranks map[string]Ranks) error {
-	known := map[string]bool{}
+	known := map[string]int{}
 	var names []string
 	for _, n := range g.Nodes {
 		if isLayer(n) {
-			known[n.Label()] = true
+			known[n.Label()]++
 			names = append(names, n.Label())
 		}
 	}
 	var unknown []string
 	for name := range ranks {
-		if !known[name] {
+		switch known[name] {
+		case 0:
 			unknown = append(unknown, name)
+		case 1:
+		default:
+			return fmt.Errorf("--rank names %s, which names %d layers of the model; rename the nodes", name, known[name])
 		}
 	}
 	if len(unknown) > 0 {

@@ -186,7 +186,10 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	defer r.Close()
 	targets := rewrite.Targets(m)
 	if len(targets) == 0 {
-		return nil, fmt.Errorf("model %s has no Conv layers", o.Model)
+		return nil, fmt.Errorf("model %s has no Conv, Gemm or MatMul layer in its main graph", o.Model)
+	}
+	if err := rewrite.CheckRanks(m, o.Rewrite); err != nil {
+		return nil, err
 	}
 	res, err := calib.Collect(m, r, targets, o.Calibration)
 	if err != nil {
