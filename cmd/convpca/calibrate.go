@@ -118,7 +118,7 @@ func runCalibrate(o calibrateOptions, stdout, stderr io.Writer) (*calib.StatsFil
 	}
 	total := r.Len()
 	f := &calib.StatsFile{Version: calib.StatsVersion, ModelHash: hash}
-	what := fmt.Sprintf("%d samples", total)
+	what := "all data"
 	if o.Shards > 0 {
 		start, count := calib.ShardRange(total, o.Shard, o.Shards)
 		what = fmt.Sprintf("shard %d/%d (samples %d-%d of %d)", o.Shard, o.Shards, start, start+count-1, total)

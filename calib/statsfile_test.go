@@ -1,0 +1,465 @@
+package calib
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// randomResult returns the statistics of samples random activations of two tensors, one of
+// shape samples x 3 x 4 x 5 and one of shape samples x 2, fed in batches of batch.
+func randomResult(rng *rand.Rand, samples int) (*Result, [][]float32, [][]float32) {
+	res := &Result{Samples: samples, Stats: map[string]*Stats{}, Shapes: map[string][]int64{
+		"conv": {3, 4, 5}, "fc": {2},
+	}}
+	res.Stats["conv"], res.Stats["fc"] = NewStats(3), NewStats(2)
+	var a, b [][]float32
+	for range samples {
+		x := make([]float32, 3*4*5)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64()*2 + 1)
+		}
+		y := []float32{float32(rng.NormFloat64()), float32(rng.Float64())}
+		a, b = append(a, x), append(b, y)
+	}
+	return res, a, b
+}
+
+// addSamples adds samples [lo, hi) of a and b to res, in batches of up to 3.
+func addSamples(res *Result, a, b [][]float32, lo, hi int) {
+	for i := lo; i < hi; i += 3 {
+		j := min(hi, i+3)
+		res.Stats["conv"].AddNCHW(slices.Concat(a[i:j]...), j-i, 3, 20)
+		res.Stats["fc"].AddNCHW(slices.Concat(b[i:j]...), j-i, 2, 1)
+	}
+}
+
+const testHash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// shardFiles returns the statistics of 10 random samples in one file and in n shard files.
+func shardFiles(t testing.TB, n int) (*StatsFile, []*StatsFile) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(1))
+	const samples = 10
+	whole, a, b := randomResult(rng, samples)
+	addSamples(whole, a, b, 0, samples)
+	var shards []*StatsFile
+	for i := range n {
+		start, count := ShardRange(samples, i, n)
+		res := &Result{Samples: count, Stats: map[string]*Stats{}, Shapes: map[string][]int64{}}
+		if count > 0 {
+			res.Stats["conv"], res.Stats["fc"] = NewStats(3), NewStats(2)
+			res.Shapes["conv"], res.Shapes["fc"] = []int64{3, 4, 5}, []int64{2}
+			addSamples(res, a, b, start, start+count)
+		}
+		shards = append(shards, &StatsFile{Version: StatsVersion, ModelHash: testHash, Shard: i, Shards: n, ShardsSeen: []int{i}, ShardCount: n, Result: res})
+	}
+	return &StatsFile{Version: StatsVersion, ModelHash: testHash, Result: whole}, shards
+}
+
+func TestStatsFileRoundTrip(t *testing.T) {
+	whole, shards := shardFiles(t, 3)
+	dir := t.TempDir()
+	for k, f := range append([]*StatsFile{whole}, shards...) {
+		path := filepath.Join(dir, "s.cps")
+		if err := WriteStats(path, f); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadStats(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Version != f.Version || got.ModelHash != f.ModelHash || got.Shard != f.Shard || got.Shards != f.Shards ||
+			!slices.Equal(got.ShardsSeen, f.ShardsSeen) || got.ShardCount != f.ShardCount || got.Result.Samples != f.Result.Samples {
+			t.Errorf("file %d: read %+v, wrote %+v", k, got, f)
+		}
+		for name, s := range f.Result.Stats {
+			g := got.Result.Stats[name]
+			if g == nil || g.Dim != s.Dim || g.Count != s.Count || !slices.Equal(g.Sum, s.Sum) || !slices.Equal(g.Outer, s.Outer) ||
+				!slices.Equal(got.Result.Shapes[name], f.Result.Shapes[name]) {
+				t.Errorf("file %d: tensor %s read back as %+v, wrote %+v", k, name, g, s)
+			}
+		}
+		// The documented size: header 26, trailer 32, hash, shards, samples and per tensor
+		// 8·(C(C+1)/2 + C) + 20 + 8·rank + len(name).
+		want := int64(26 + 32 + 4 + len(testHash) + 16 + 4*len(f.ShardsSeen) + 8 + 4)
+		if f.Result.Samples > 0 {
+			want += 8*(6+3) + 20 + 8*3 + 4 // conv: C=3, rank 3
+			want += 8*(3+2) + 20 + 8*1 + 2 // fc: C=2, rank 1
+		}
+		if st, err := os.Stat(path); err != nil || st.Size() != want {
+			t.Errorf("file %d: size %v, want %d (%v)", k, st.Size(), want, err)
+		}
+	}
+}
+
+// encode returns the bytes of f as WriteStats writes them.
+func encode(t testing.TB, f *StatsFile) []byte {
+	t.Helper()
+	size, err := checkStatsFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := encodeStats(&b, f, size); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// reseal returns b with its body length and checksum recomputed, as if written so.
+func reseal(b []byte) []byte {
+	out := slices.Clone(b[:len(b)-statsTrailerLen])
+	if len(out) >= statsHeaderLen {
+		binary.LittleEndian.PutUint64(out[len(statsMagic)+4:], uint64(len(out)-statsHeaderLen))
+	}
+	sum := sha256.Sum256(out)
+	return append(out, sum[:]...)
+}
+
+func TestReadStatsErrors(t *testing.T) {
+	whole, _ := shardFiles(t, 1)
+	good := encode(t, whole)
+	flip := func(i int) []byte { b := slices.Clone(good); b[i] ^= 0x10; return b }
+	set := func(off int, v uint32, b []byte) []byte {
+		b = slices.Clone(b)
+		binary.LittleEndian.PutUint32(b[off:], v)
+		return b
+	}
+	body := statsHeaderLen
+	// Offsets in the body: hash (4+64), 4 shard fields, samples, tensor count, then "conv"
+	// (4+4), rank (4), dims (3·8), Dim (4).
+	dimAt := body + 4 + 64 + 16 + 8 + 4 + 8 + 4 + 24
+	tests := []struct {
+		name string
+		data []byte
+		want string
+		is   error
+	}{
+		{"empty", nil, "not a convpca statistics file", ErrNotStatsFile},
+		{"wrong magic", append([]byte("CONVPCA-STATZ\n"), good[14:]...), "not a convpca statistics file", ErrNotStatsFile},
+		{"an npy file", []byte("\x93NUMPY\x01\x00v\x00{'descr': '<f4'}"), "not a convpca statistics file", ErrNotStatsFile},
+		{"version 2", set(len(statsMagic), 2, good), "unsupported statistics file version 2 (this convpca reads version 1)", ErrStatsVersion},
+		{"version 2 resealed", reseal(set(len(statsMagic), 2, good)), "unsupported statistics file version 2", ErrStatsVersion},
+		{"flipped body byte", flip(len(good) / 2), "corrupt statistics file: checksum mismatch", ErrStatsCorrupt},
+		{"flipped hash byte", flip(body + 10), "checksum mismatch", ErrStatsCorrupt},
+		{"flipped checksum byte", flip(len(good) - 1), "checksum mismatch", ErrStatsCorrupt},
+		{"longer body length", flip(len(statsMagic) + 4 + 5), "truncated: the header declares a body of", ErrStatsCorrupt},
+		{"shorter body length", flip(len(statsMagic) + 4), "16 bytes after the checksum", ErrStatsCorrupt},
+		{"truncated in magic", good[:5], "truncated: the file ends within the header", ErrStatsCorrupt},
+		{"truncated in header", good[:20], "truncated: the file ends within the header", ErrStatsCorrupt},
+		{"truncated in body", good[:len(good)/2], "truncated: the header declares a body of", ErrStatsCorrupt},
+		{"truncated checksum", good[:len(good)-1], "truncated", ErrStatsCorrupt},
+		{"trailing bytes", append(slices.Clone(good), 0), "1 bytes after the checksum", ErrStatsCorrupt},
+		{"absurd dimension", reseal(set(dimAt, 1<<31, good)), `tensor "conv" statistics of dimension 2147483648: 2305843012434919424 entries do not fit in the 142 bytes left`, ErrStatsCorrupt},
+		{"absurd tensor count", reseal(set(body+4+64+16+8, 1<<30, good)), "tensor list: 1073741824 entries do not fit", ErrStatsCorrupt},
+		{"absurd name", reseal(set(body+4+64+16+8+4, 1<<30, good)), "tensor name: 1073741824 entries do not fit", ErrStatsCorrupt},
+		{"absurd hash", reseal(set(body, 1<<31, good)), "model hash: 2147483648 entries do not fit", ErrStatsCorrupt},
+		{"bad dimension", reseal(set(dimAt, 2, good)), `tensor "conv": shape [3 4 5] does not start with its 2 channels`, ErrStatsCorrupt},
+		{"bad shard", reseal(set(body+4+64, 5, good)), "shard 5 of no shards", ErrStatsCorrupt},
+		{"short body", reseal(good[:len(good)-100]), "9 entries do not fit in the 42 bytes left", ErrStatsCorrupt},
+	}
+	dir := t.TempDir()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".cps")
+			if err := os.WriteFile(path, tt.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ReadStats(path)
+			if err == nil {
+				t.Fatal("read without error")
+			}
+			if !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), path) || !errors.Is(err, tt.is) {
+				t.Errorf("error %q; want it to name the file, contain %q and be %v", err, tt.want, tt.is)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error has several lines: %q", err)
+			}
+		})
+	}
+	if _, err := ReadStats(filepath.Join(dir, "none.cps")); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestMergeStats(t *testing.T) {
+	whole, shards := shardFiles(t, 4)
+	merged, err := MergeStats(shards[2], shards[0], shards[3], shards[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if merged.Shard != 0 || merged.Shards != 0 || merged.ShardCount != 4 || !slices.Equal(merged.ShardsSeen, []int{0, 1, 2, 3}) || merged.Missing() != nil {
+		t.Errorf("merged shards: %d/%d, seen %v of %d, missing %v", merged.Shard, merged.Shards, merged.ShardsSeen, merged.ShardCount, merged.Missing())
+	}
+	if merged.Result.Samples != 10 || merged.ModelHash != testHash {
+		t.Errorf("merged %d samples of %q", merged.Result.Samples, merged.ModelHash)
+	}
+	for name, s := range whole.Result.Stats {
+		m := merged.Result.Stats[name]
+		if m.Count != s.Count {
+			t.Errorf("%s: count %d, want %d", name, m.Count, s.Count)
+		}
+		for i := range s.Outer {
+			if math.Abs(m.Outer[i]-s.Outer[i]) > 1e-12*math.Max(1, math.Abs(s.Outer[i])) {
+				t.Errorf("%s: outer[%d] %v, want %v", name, i, m.Outer[i], s.Outer[i])
+			}
+		}
+	}
+	if shards[0].Result.Stats["conv"].Count != 60 {
+		t.Errorf("MergeStats changed its input: count %d", shards[0].Result.Stats["conv"].Count)
+	}
+	part, err := MergeStats(shards[1], shards[3])
+	if err != nil || !slices.Equal(part.Missing(), []int{0, 2}) {
+		t.Errorf("partial merge: missing %v, %v", part.Missing(), err)
+	}
+	// Merging in stages gives the whole.
+	if all, err := MergeStats(part, shards[0], shards[2]); err != nil || all.Missing() != nil || all.Result.Samples != 10 {
+		t.Errorf("staged merge: %v", err)
+	}
+
+	// More shards than samples: the empty ones add nothing.
+	_, many := shardFiles(t, 12)
+	if m, err := MergeStats(many...); err != nil || m.Result.Samples != 10 || m.Result.Stats["fc"].Count != 10 || m.Missing() != nil {
+		t.Errorf("12 shards of 10 samples: %v", err)
+	}
+
+	other := *shards[1]
+	other.ModelHash = strings.Repeat("f", 64)
+	v2 := *shards[1]
+	v2.Version = 2
+	_, three := shardFiles(t, 3)
+	dims := *shards[1]
+	dims.Result = &Result{Samples: 3, Stats: map[string]*Stats{"conv": NewStats(4), "fc": NewStats(2)}, Shapes: map[string][]int64{"conv": {4, 4, 5}, "fc": {2}}}
+	fewer := *shards[1]
+	fewer.Result = &Result{Samples: 3, Stats: map[string]*Stats{"fc": NewStats(2)}, Shapes: map[string][]int64{"fc": {2}}}
+	tests := []struct {
+		name  string
+		files []*StatsFile
+		want  string
+	}{
+		{"none", nil, "no statistics to merge"},
+		{"other model", []*StatsFile{shards[0], &other}, "input 2 holds statistics of another model than input 1"},
+		{"version", []*StatsFile{shards[0], &v2}, "input 2: unsupported statistics file version 2"},
+		{"same shard twice", []*StatsFile{shards[0], shards[1], shards[1]}, "shard 1 of 4 is in inputs 2 and 3: the same shard twice"},
+		{"overlapping merges", []*StatsFile{part, shards[3]}, "shard 3 of 4 is in inputs 1 and 2"},
+		{"other count", []*StatsFile{shards[0], three[1]}, "input 2 holds shards of 3 but input 1 shards of 4"},
+		{"sharded and not", []*StatsFile{whole, shards[1]}, "mix sharded and unsharded"},
+		{"same file twice", []*StatsFile{whole, whole}, "inputs 1 and 2 hold identical statistics"},
+		{"dimensions", []*StatsFile{shards[0], &dims}, `tensor "conv" has different dimensions`},
+		{"tensors", []*StatsFile{shards[0], &fewer}, "1 tensors, not 2"},
+		{"nil", []*StatsFile{shards[0], nil}, "input 2 holds no statistics"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := MergeStats(tt.files...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+	// Two unsharded runs over different data merge.
+	_, one := shardFiles(t, 2)
+	a, b := *one[0], *one[1]
+	a.Shard, a.Shards, a.ShardsSeen, a.ShardCount = 0, 0, nil, 0
+	b.Shard, b.Shards, b.ShardsSeen, b.ShardCount = 0, 0, nil, 0
+	if m, err := MergeStats(&a, &b); err != nil || m.Result.Samples != 10 || m.ShardCount != 0 {
+		t.Errorf("two unsharded runs: %v", err)
+	}
+}
+
+// numbered returns a Reader of n samples of shape 2x1, sample i holding i and -i.
+func numbered(n int) Reader {
+	data := make([]float32, 2*n)
+	for i := range n {
+		data[2*i], data[2*i+1] = float32(i), float32(-i)
+	}
+	return &memReader{data: data, shape: []int{2, 1}, size: 2, n: n}
+}
+
+// readFirsts returns the first value of every sample r yields, reading 2 samples at a time.
+func readFirsts(t *testing.T, r Reader) []int {
+	t.Helper()
+	var got []int
+	buf := make([]float32, 4)
+	for {
+		n, err := r.Read(buf)
+		for i := range n {
+			got = append(got, int(buf[2*i]))
+		}
+		if err == io.EOF {
+			return got
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestShard(t *testing.T) {
+	tests := []struct {
+		samples, n int
+		sizes      []int
+	}{
+		{10, 4, []int{3, 3, 2, 2}},
+		{8, 4, []int{2, 2, 2, 2}},
+		{3, 5, []int{1, 1, 1, 0, 0}},
+		{0, 2, []int{0, 0}},
+		{7, 1, []int{7}},
+		{20000, 3, []int{6667, 6667, 6666}}, // skipping takes several reads
+	}
+	for _, tt := range tests {
+		next := 0
+		for i := range tt.n {
+			r, err := Shard(numbered(tt.samples), i, tt.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Len() != tt.sizes[i] {
+				t.Errorf("%d samples, shard %d/%d: Len %d, want %d", tt.samples, i, tt.n, r.Len(), tt.sizes[i])
+			}
+			got := readFirsts(t, r)
+			if len(got) != tt.sizes[i] || (len(got) > 0 && (got[0] != next || got[len(got)-1] != next+len(got)-1)) {
+				t.Errorf("%d samples, shard %d/%d: read samples %v..., want %d from %d", tt.samples, i, tt.n, got[:min(len(got), 5)], tt.sizes[i], next)
+			}
+			next += len(got)
+			r.Close()
+		}
+		if next != tt.samples {
+			t.Errorf("%d samples in %d shards: read %d", tt.samples, tt.n, next)
+		}
+	}
+	for _, bad := range [][2]int{{0, 0}, {-1, 2}, {2, 2}, {5, 4}} {
+		if _, err := Shard(numbered(5), bad[0], bad[1]); err == nil || !strings.Contains(err.Error(), "want 0 <= index < count") {
+			t.Errorf("Shard(%d, %d): %v", bad[0], bad[1], err)
+		}
+	}
+	// Data that ends before the shard's first sample.
+	if _, err := Shard(&truncated{numbered(10), 2}, 3, 4); err == nil || !strings.Contains(err.Error(), "data ended after 2 samples, before the shard's first sample 8") {
+		t.Errorf("short data: %v", err)
+	}
+}
+
+// truncated is a Reader that ends (io.EOF) after n samples whatever it declares.
+type truncated struct {
+	Reader
+	n int
+}
+
+func (r *truncated) Read(dst []float32) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	size := numel(r.Shape())
+	k, err := r.Reader.Read(dst[:min(len(dst), r.n*size)])
+	r.n -= k
+	return k, err
+}
+
+// unsetenv clears name for the test and restores it afterwards.
+func unsetenv(t *testing.T, name string) {
+	t.Setenv(name, "")
+	os.Unsetenv(name)
+}
+
+func TestShardFromEnv(t *testing.T) {
+	vars := []string{EnvSlurmTask, EnvSlurmCount, EnvSlurmMin, EnvSlurmStep, EnvK8sIndex, EnvShardCount}
+	tests := []struct {
+		env  map[string]string
+		i, n int
+		err  string
+	}{
+		{map[string]string{EnvSlurmTask: "2", EnvSlurmCount: "4", EnvSlurmMin: "0", EnvSlurmStep: "1"}, 2, 4, ""},
+		{map[string]string{EnvSlurmTask: "3", EnvSlurmCount: "4"}, 3, 4, ""},
+		{map[string]string{EnvSlurmTask: "4", EnvSlurmCount: "4", EnvSlurmMin: "1"}, 3, 4, ""},                    // --array=1-4
+		{map[string]string{EnvSlurmTask: "6", EnvSlurmCount: "4", EnvSlurmMin: "0", EnvSlurmStep: "2"}, 3, 4, ""}, // --array=0-6:2
+		{map[string]string{EnvSlurmTask: "1", EnvSlurmCount: "2", EnvK8sIndex: "0", EnvShardCount: "5"}, 1, 2, ""},
+		{map[string]string{EnvK8sIndex: "4", EnvShardCount: "5"}, 4, 5, ""},
+		{map[string]string{}, 0, 0, "no shard in the environment: set SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (a Slurm job array) or JOB_COMPLETION_INDEX and SHARD_COUNT"},
+		{map[string]string{EnvSlurmTask: "4", EnvSlurmCount: "4"}, 0, 0, "SLURM_ARRAY_TASK_ID=4 is not one of 4 evenly stepped task ids from 0 (step 1); submit with --array=0-3"},
+		{map[string]string{EnvSlurmTask: "1"}, 0, 0, "SLURM_ARRAY_TASK_COUNT is not"},
+		{map[string]string{EnvSlurmTask: "x", EnvSlurmCount: "4"}, 0, 0, `SLURM_ARRAY_TASK_ID="x" is not an integer >= 0`},
+		{map[string]string{EnvSlurmTask: "1", EnvSlurmCount: "0"}, 0, 0, `SLURM_ARRAY_TASK_COUNT="0" is not an integer >= 1`},
+		{map[string]string{EnvSlurmTask: "3", EnvSlurmCount: "4", EnvSlurmStep: "2"}, 0, 0, "is not one of 4 evenly stepped"},
+		{map[string]string{EnvK8sIndex: "1"}, 0, 0, "JOB_COMPLETION_INDEX is set but SHARD_COUNT is not"},
+		{map[string]string{EnvK8sIndex: "5", EnvShardCount: "5"}, 0, 0, "JOB_COMPLETION_INDEX=5 is not below SHARD_COUNT=5"},
+		{map[string]string{EnvK8sIndex: "-1", EnvShardCount: "5"}, 0, 0, `JOB_COMPLETION_INDEX="-1" is not an integer >= 0`},
+	}
+	for _, tt := range tests {
+		for _, v := range vars {
+			unsetenv(t, v)
+		}
+		for k, v := range tt.env {
+			t.Setenv(k, v)
+		}
+		i, n, err := ShardFromEnv()
+		switch {
+		case tt.err == "" && (err != nil || i != tt.i || n != tt.n):
+			t.Errorf("%v: %d/%d, %v; want %d/%d", tt.env, i, n, err, tt.i, tt.n)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("%v: error %v, want %q", tt.env, err, tt.err)
+		}
+	}
+}
+
+// FuzzReadStats checks that no input makes the reader panic or allocate beyond what the data
+// backs, and that what it accepts writes back byte for byte. Each input is tried as it is and
+// with its length and checksum recomputed, so that the fuzzer reaches the body's parser.
+func FuzzReadStats(f *testing.F) {
+	whole, shards := shardFiles(f, 2)
+	f.Add(encode(f, whole))
+	f.Add(encode(f, shards[1]))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		try := [][]byte{data}
+		if len(data) >= statsTrailerLen {
+			try = append(try, reseal(data))
+		}
+		for _, b := range try {
+			sf, err := decodeStats(bytes.NewReader(b), int64(len(b)))
+			if err != nil {
+				if strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error has several lines: %q", err)
+				}
+				continue
+			}
+			if back := encode(t, sf); !bytes.Equal(back, b) {
+				t.Fatalf("accepted %d bytes that write back as %d different bytes", len(b), len(back))
+			}
+		}
+	})
+}
+
+// BenchmarkStatsFile writes and reads back the statistics of 8 tensors of 512 channels
+// (8.4 MB).
+func BenchmarkStatsFile(b *testing.B) {
+	res := &Result{Samples: 1, Stats: map[string]*Stats{}, Shapes: map[string][]int64{}}
+	for k := range 8 {
+		name := fmt.Sprintf("t%d", k)
+		s := NewStats(512)
+		s.AddNCHW(make([]float32, 512*16), 1, 512, 16)
+		res.Stats[name], res.Shapes[name] = s, []int64{512, 4, 4}
+	}
+	f := &StatsFile{Version: StatsVersion, ModelHash: testHash, Result: res}
+	path := filepath.Join(b.TempDir(), "b.cps")
+	for b.Loop() {
+		if err := WriteStats(path, f); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ReadStats(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if st, err := os.Stat(path); err == nil {
+		b.ReportMetric(float64(st.Size())/1e6, "MB")
+	}
+}
