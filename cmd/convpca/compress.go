@@ -19,6 +19,7 @@ import (
 // compressOptions are the inputs of one compress run.
 type compressOptions struct {
 	Model, Calib, Out string
+	Stats             string // statistics file used instead of calibrating
 	Rewrite           rewrite.Options
 	Calibration       calib.Options
 	Sequential        bool
@@ -38,6 +39,7 @@ func compressCommand() *cli.Command {
 		ArgsUsage: "MODEL.onnx",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "calib", Usage: "calibration data: .npy, ONNX .pb tensor or MNIST IDX images (.gz too)"},
+			&cli.StringFlag{Name: "stats", Usage: "compress from a statistics file of `convpca calibrate`/`merge` instead of --calib"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "`PATH` of the compressed model"},
 			&cli.StringFlag{Name: "side", Value: "both", Usage: "which side of each Conv to factorize: output, input or both (each layer keeps the cheapest of both, input only and output only)"},
 			&cli.Float64Flag{Name: "threshold", Value: rewrite.DefaultRule.Threshold, Usage: "keep eigenvalues >= `T` times the largest"},
@@ -75,11 +77,17 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 		return compressOptions{}, usagef("compress takes one model, got %d arguments", c.NArg())
 	}
 	o := compressOptions{
-		Model: c.Args().First(), Calib: c.String("calib"), Out: c.String("out"),
+		Model: c.Args().First(), Calib: c.String("calib"), Out: c.String("out"), Stats: c.String("stats"),
 		Report: c.String("report"), Plots: c.String("plots"), Overwrite: c.Bool("overwrite"), External: c.Bool("external-data"),
 	}
-	if o.Calib == "" || o.Out == "" {
-		return o, usagef("compress needs --calib DATA and --out PATH")
+	if (o.Calib == "" && o.Stats == "") || o.Out == "" {
+		return o, usagef("compress needs --calib DATA (or --stats FILE) and --out PATH")
+	}
+	if o.Calib != "" && o.Stats != "" {
+		return o, usagef("give --calib or --stats, not both")
+	}
+	if o.Stats != "" && (c.Bool("sequential") || c.String("alloc") == rewrite.AllocSensitivity || c.IsSet("max-drop") || c.IsSet("max-error")) {
+		return o, usagef("--sequential, --alloc sensitivity and searches pass over the data again: give --calib, not --stats")
 	}
 	side, err := rewrite.ParseSide(c.String("side"))
 	if err != nil {
@@ -179,11 +187,6 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	if err != nil {
 		return nil, err
 	}
-	r, err := calib.Open(o.Calib)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
 	targets := rewrite.Targets(m)
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("model %s has no Conv, Gemm or MatMul layer in its main graph", o.Model)
@@ -191,9 +194,9 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	if err := rewrite.CheckRanks(m, o.Rewrite); err != nil {
 		return nil, err
 	}
-	res, err := calib.Collect(m, r, targets, o.Calibration)
+	res, err := statistics(m, targets, o)
 	if err != nil {
-		return nil, fmt.Errorf("calibration: %w", err)
+		return nil, err
 	}
 	compress := func(target float64) (*onnxio.Model, *rewrite.Report, error) {
 		out, opts := m.Clone(), o.Rewrite
@@ -245,6 +248,23 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		}
 	}
 	return rep, nil
+}
+
+// statistics reads the --stats file, or calibrates on the --calib data.
+func statistics(m *onnxio.Model, targets []string, o compressOptions) (*calib.Result, error) {
+	if o.Stats != "" {
+		return loadStats(o.Stats, m)
+	}
+	r, err := calib.Open(o.Calib)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	res, err := calib.Collect(m, r, targets, o.Calibration)
+	if err != nil {
+		return nil, fmt.Errorf("calibration: %w", err)
+	}
+	return res, nil
 }
 
 // len0 returns n, or def when n is 0.

@@ -119,7 +119,7 @@ func TestErrors(t *testing.T) {
 		{"wrong shape", nil, []string{"compress", model, "--calib", wrongShape, "--out", out}, 1, "data samples have shape [3x8x8] but model input \"x\" expects ?x3x9x9"},
 		{"nan", nil, []string{"compress", model, "--calib", nan, "--out", out}, 1, "data sample 1 holds NaN"},
 		{"missing data", nil, []string{"compress", model, "--calib", filepath.Join(dir, "none.npy"), "--out", out}, 1, "no such file or directory"},
-		{"no out", nil, []string{"compress", model, "--calib", good}, 2, "compress needs --calib DATA and --out PATH"},
+		{"no out", nil, []string{"compress", model, "--calib", good}, 2, "compress needs --calib DATA (or --stats FILE) and --out PATH"},
 		{"both rules", nil, []string{"compress", model, "--calib", good, "--out", out, "--energy", "0.9", "--threshold", "0.1"}, 2, "not several"},
 		{"bad rank", nil, []string{"compress", model, "--calib", good, "--out", out, "--rank", "conv=x"}, 2, `--rank "conv=x"`},
 		{"unknown layer", nil, []string{"compress", model, "--calib", good, "--out", out, "--rank", "nosuch=2"}, 1, "--rank names nosuch, which is no Conv"},
