@@ -20,7 +20,7 @@ func mlp(t *testing.T, path string) {
 	t.Helper()
 	w := func(name string, dims []int64) *onnxpb.TensorProto {
 		n, _ := onnxio.NumElements(dims)
-		return onnxio.FloatTensor(name, dims, ramp(n+len(name))[len(name):])
+		return onnxio.FloatTensor(name, dims, ramp(n + len(name))[len(name):])
 	}
 	f := func(name string, v float32) *onnxpb.AttributeProto {
 		return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_FLOAT.Enum(), F: proto.Float32(v)}
