@@ -22,9 +22,13 @@ demo: setup build
 	@printf 'original:   '; $(BIN) eval $(MODEL) --data $(MNIST)/t10k-images-idx3-ubyte.gz --labels $(MNIST)/t10k-labels-idx1-ubyte.gz -q
 	@printf 'compressed: '; $(BIN) eval $(OUT)/mnist_cnn_pca.onnx --data $(MNIST)/t10k-images-idx3-ubyte.gz --labels $(MNIST)/t10k-labels-idx1-ubyte.gz -q
 
+FUZZTIME ?= 10s
+
 test: setup
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	@for f in FuzzNpy FuzzIDX FuzzPB FuzzReadStats; do \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./calib || exit 1; done
 
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
