@@ -65,42 +65,63 @@ func Allocate(plans []*Plan, opts Options) error {
 		}
 		return t
 	}
-	lower := func(rank int) int { // the next rank down: a multiple of step, at least 1
+	// Ranks move in steps between multiples of step; only full rank may be another number.
+	lower := func(rank int) int {
 		next := rank - step
 		if rank%step != 0 {
 			next = rank - rank%step
 		}
-		return max(next, 1)
+		if next < 1 {
+			return rank // at the smallest multiple already
+		}
+		return next
 	}
+	higher := func(rank, full int) int {
+		return min(rank-rank%step+step, full)
+	}
+	// move returns the loss added (negative: removed) and the factorized MACs saved (negative:
+	// added) by moving one side of a layer from rank from to rank to.
+	move := func(st *state, input bool, from, to int) (loss float64, saved int64) {
+		vals, s, curve := st.p.outPCA.Values, st.outSum, st.p.outCurve
+		r2, k2 := st.r, to
+		if input {
+			vals, s, curve = st.p.inPCA.Values, st.inSum, st.p.inCurve
+			r2, k2 = to, st.k
+		}
+		switch {
+		case opts.Alloc == AllocSensitivity && curve != nil:
+			loss = curve.at(to) - curve.at(from)
+		case s > 0 && to < from:
+			loss = sum(vals[to:from]) / s
+		case s > 0:
+			loss = -sum(vals[from:to]) / s
+		}
+		return loss, st.p.cost(st.r, st.k).MACs - st.p.cost(r2, k2).MACs
+	}
+	rank := func(st *state, input bool) (r, full int, fixed bool) {
+		if input {
+			return st.r, st.p.in, st.fixR
+		}
+		return st.k, st.p.OutChannels, st.fixK
+	}
+	set := func(st *state, input bool, r int) {
+		if input {
+			st.r = r
+		} else {
+			st.k = r
+		}
+	}
+	// Cut: lower the rank whose step loses least per MAC saved until the target is met.
 	for effective() > budget {
 		var best *state
 		bestInput, bestScore := false, math.Inf(1)
 		for _, st := range states {
 			for _, input := range []bool{true, false} {
-				rank, fixed, vals, s := st.k, st.fixK, st.p.outPCA.Values, st.outSum
-				if input {
-					rank, fixed, vals, s = st.r, st.fixR, st.p.inPCA.Values, st.inSum
-				}
-				if rank <= 1 || fixed {
+				r, _, fixed := rank(st, input)
+				if r == 0 || fixed || lower(r) == r {
 					continue
 				}
-				next := lower(rank)
-				loss := 0.0
-				curve := st.p.outCurve
-				if input {
-					curve = st.p.inCurve
-				}
-				switch {
-				case opts.Alloc == AllocSensitivity && curve != nil:
-					loss = curve.at(next) - curve.at(rank)
-				case s > 0:
-					loss = sum(vals[next:rank]) / s
-				}
-				r2, k2 := st.r, next
-				if input {
-					r2, k2 = next, st.k
-				}
-				saved := st.p.cost(st.r, st.k).MACs - st.p.cost(r2, k2).MACs
+				loss, saved := move(st, input, r, lower(r))
 				if saved <= 0 {
 					continue
 				}
@@ -110,13 +131,46 @@ func Allocate(plans []*Plan, opts Options) error {
 			}
 		}
 		if best == nil {
-			return fmt.Errorf("cannot reach %.3g of the original MACs: every rank is at its minimum", opts.TargetMACs)
+			hint := ""
+			if step > 1 {
+				hint = " (a smaller --rank-multiple allows lower ranks)"
+			}
+			return fmt.Errorf("cannot reach %.3g of the original MACs: every rank is at its minimum%s", opts.TargetMACs, hint)
 		}
-		if bestInput {
-			best.r = lower(best.r)
-		} else {
-			best.k = lower(best.k)
+		r, _, _ := rank(best, bestInput)
+		set(best, bestInput, lower(r))
+	}
+	// Refill: the last cuts may overshoot (a layer counts only once its factorization is
+	// cheaper than the original); raise ranks back, most loss recovered per MAC first, while
+	// the target still holds.
+	for {
+		var best *state
+		bestInput, bestScore := false, 0.0
+		for _, st := range states {
+			for _, input := range []bool{true, false} {
+				r, full, fixed := rank(st, input)
+				if r == 0 || fixed || r >= full {
+					continue
+				}
+				up := higher(r, full)
+				set(st, input, up)
+				fits := effective() <= budget
+				set(st, input, r)
+				if !fits {
+					continue
+				}
+				loss, saved := move(st, input, r, up)
+				score := -loss / math.Max(float64(-saved), 1)
+				if score > bestScore {
+					best, bestInput, bestScore = st, input, score
+				}
+			}
 		}
+		if best == nil {
+			break
+		}
+		r, full, _ := rank(best, bestInput)
+		set(best, bestInput, higher(r, full))
 	}
 	for _, st := range states {
 		st.p.InRank, st.p.Rank = st.r, st.k
