@@ -38,85 +38,94 @@ func accuracy(t *testing.T, model, images, labels string) float64 {
 	return acc
 }
 
-// TestMNIST: the default rule (threshold 1e-3, output side, every Conv) calibrated on 2,000
-// training images at least halves the MACs of the bundled model and costs at most 0.2 points
-// of top-1 accuracy on the 10,000 test images; the result passes the ONNX checker.
+// mnistCompress compresses the bundled model calibrated on the first 2,000 MNIST training
+// images and returns the output path and the report.
+func mnistCompress(t *testing.T, data string, opts rewrite.Options, sequential bool) (string, *rewrite.Report) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "mnist.onnx")
+	copts := cpu
+	copts.MaxSamples = 2000
+	var table strings.Builder
+	rep, err := runCompress(compressOptions{
+		Model: testmodels.Path("mnist_cnn.onnx"), Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: out,
+		Sequential: sequential, Calibration: copts, Rewrite: opts,
+	}, &table, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	return out, rep
+}
+
+// TestMNIST: on the bundled model, calibrated on 2,000 training images and evaluated on the
+// 10,000 test images:
+//   - the default rule (threshold 1e-3, both sides, every Conv) at least halves the MACs for at
+//     most 0.2 points of top-1 accuracy, and the same run gives the same bytes twice;
+//   - --target-macs 0.2 gives at least 5x fewer MACs for at most 0.3 points;
+//   - --target-macs 0.1 --sequential --refit gives at least 10x for at most 0.3 points, and
+//     every refitted layer lowered its reconstruction error.
+//
+// Every result passes the ONNX checker.
 func TestMNIST(t *testing.T) {
 	needRuntime(t)
 	data := mnistDir(t)
-	model := testmodels.Path("mnist_cnn.onnx")
-	out := filepath.Join(t.TempDir(), "mnist_pca.onnx")
-	opts := cpu
-	opts.MaxSamples = 2000
-	var table strings.Builder
-	rep, err := runCompress(compressOptions{
-		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: out,
-		Calibration: opts, Rewrite: defaultOptions(),
-	}, &table, &strings.Builder{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("\n%s", table.String())
-	if rep.Samples != 2000 {
-		t.Errorf("calibrated on %d samples, want 2000", rep.Samples)
-	}
-	if r := rep.MACRatio(); r < 2 {
-		t.Errorf("MACs fell %.2fx, want at least 2x", r)
-	}
 	images, labels := filepath.Join(data, "t10k-images-idx3-ubyte.gz"), filepath.Join(data, "t10k-labels-idx1-ubyte.gz")
-	before, after := accuracy(t, model, images, labels), accuracy(t, out, images, labels)
-	t.Logf("top-1 accuracy %.4f -> %.4f, MACs %d -> %d (%.2fx)", before, after, rep.Before.MACs, rep.After.MACs, rep.MACRatio())
+	before := accuracy(t, testmodels.Path("mnist_cnn.onnx"), images, labels)
 	if before < 0.98 {
-		t.Errorf("original accuracy %.4f; the bundled model should be trained", before)
+		t.Fatalf("original accuracy %.4f; the bundled model should be trained", before)
 	}
-	if before-after > 0.002 {
-		t.Errorf("accuracy dropped %.2f points, want at most 0.2", 100*(before-after))
+	for _, tc := range []struct {
+		name       string
+		opts       rewrite.Options
+		sequential bool
+		minRatio   float64
+		maxDrop    float64 // points
+	}{
+		{"default", rewrite.Options{Rule: rewrite.DefaultRule}, false, 2, 0.2},
+		{"target-0.2", rewrite.Options{Side: rewrite.SideBoth, TargetMACs: 0.2}, false, 5, 0.3},
+		{"refit-0.1", rewrite.Options{Side: rewrite.SideBoth, TargetMACs: 0.1, Refit: true}, true, 10, 0.3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.sequential && testing.Short() {
+				t.Skip("two passes over the calibration data per layer")
+			}
+			out, rep := mnistCompress(t, data, tc.opts, tc.sequential)
+			if rep.Samples != 2000 {
+				t.Errorf("calibrated on %d samples, want 2000", rep.Samples)
+			}
+			if r := rep.MACRatio(); r < tc.minRatio {
+				t.Errorf("MACs fell %.2fx, want at least %gx", r, tc.minRatio)
+			}
+			after := accuracy(t, out, images, labels)
+			t.Logf("top-1 accuracy %.4f -> %.4f, MACs %d -> %d (%.2fx)", before, after, rep.Before.MACs, rep.After.MACs, rep.MACRatio())
+			if drop := 100 * (before - after); drop > tc.maxDrop+1e-9 {
+				t.Errorf("accuracy dropped %.2f points, want at most %g", drop, tc.maxDrop)
+			}
+			if tc.opts.Refit {
+				refitted := 0
+				for _, l := range rep.Layers {
+					if l.Refitted {
+						refitted++
+						if l.RefitError >= l.ProjError {
+							t.Errorf("layer %s kept a refit with error %v >= projection's %v", l.Name, l.RefitError, l.ProjError)
+						}
+					}
+				}
+				if refitted == 0 {
+					t.Error("no layer was refitted")
+				}
+			}
+			onnxCheck(t, out)
+			if tc.name == "default" {
+				again, _ := mnistCompress(t, data, tc.opts, tc.sequential)
+				a, _ := os.ReadFile(out)
+				b, _ := os.ReadFile(again)
+				if !bytes.Equal(a, b) {
+					t.Errorf("two identical runs wrote different models (%d and %d bytes)", len(a), len(b))
+				}
+			}
+		})
 	}
-	onnxCheck(t, out)
-
-	// Deterministic: the same run gives the same bytes.
-	again := filepath.Join(t.TempDir(), "again.onnx")
-	if _, err := runCompress(compressOptions{
-		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: again,
-		Calibration: opts, Rewrite: defaultOptions(),
-	}, &strings.Builder{}, &strings.Builder{}); err != nil {
-		t.Fatal(err)
-	}
-	a, _ := os.ReadFile(out)
-	b, _ := os.ReadFile(again)
-	if !bytes.Equal(a, b) {
-		t.Errorf("two identical runs wrote different models (%d and %d bytes)", len(a), len(b))
-	}
-}
-
-// TestMNISTTarget: --target-macs 0.2 (both sides, one-shot statistics from 2,000 training
-// images) gives at least 5x fewer MACs for at most 0.3 points of top-1 accuracy.
-func TestMNISTTarget(t *testing.T) {
-	needRuntime(t)
-	data := mnistDir(t)
-	model := testmodels.Path("mnist_cnn.onnx")
-	out := filepath.Join(t.TempDir(), "mnist_02.onnx")
-	opts := cpu
-	opts.MaxSamples = 2000
-	var table strings.Builder
-	rep, err := runCompress(compressOptions{
-		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: out,
-		Calibration: opts, Rewrite: rewrite.Options{Side: rewrite.SideBoth, TargetMACs: 0.2},
-	}, &table, &strings.Builder{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("\n%s", table.String())
-	if r := rep.MACRatio(); r < 5 {
-		t.Errorf("MACs fell %.2fx, want at least 5x", r)
-	}
-	images, labels := filepath.Join(data, "t10k-images-idx3-ubyte.gz"), filepath.Join(data, "t10k-labels-idx1-ubyte.gz")
-	before, after := accuracy(t, model, images, labels), accuracy(t, out, images, labels)
-	t.Logf("top-1 accuracy %.4f -> %.4f at %.2fx fewer MACs", before, after, rep.MACRatio())
-	if before-after > 0.003 {
-		t.Errorf("accuracy dropped %.2f points, want at most 0.3", 100*(before-after))
-	}
-	onnxCheck(t, out)
 }
 
 // TestCalibrationMemoryFlat: peak resident memory of a calibration over 1,000 and over 20,000
@@ -139,52 +148,6 @@ func TestCalibrationMemoryFlat(t *testing.T) {
 	t.Logf("peak RSS: 1,000 samples %d KiB, 20,000 samples %d KiB", small, large)
 	if d := float64(large-small) / float64(small); d > 0.10 || d < -0.10 {
 		t.Errorf("peak memory differs by %.1f%% (%d vs %d KiB), want < 10%%", 100*d, small, large)
-	}
-}
-
-func defaultOptions() rewrite.Options { return rewrite.Options{Rule: rewrite.DefaultRule} }
-
-// TestMNISTRefit: --target-macs 0.1 --sequential --refit gives at least 10x fewer MACs for at
-// most 0.3 points of top-1 accuracy, and every refitted layer lowered its reconstruction error.
-func TestMNISTRefit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("two passes over the calibration data per layer")
-	}
-	needRuntime(t)
-	data := mnistDir(t)
-	model := testmodels.Path("mnist_cnn.onnx")
-	out := filepath.Join(t.TempDir(), "mnist_refit.onnx")
-	opts := cpu
-	opts.MaxSamples = 2000
-	var table strings.Builder
-	rep, err := runCompress(compressOptions{
-		Model: model, Calib: filepath.Join(data, "train-images-idx3-ubyte.gz"), Out: out, Sequential: true,
-		Calibration: opts, Rewrite: rewrite.Options{Side: rewrite.SideBoth, TargetMACs: 0.1, Refit: true},
-	}, &table, &strings.Builder{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("\n%s", table.String())
-	if r := rep.MACRatio(); r < 10 {
-		t.Errorf("MACs fell %.2fx, want at least 10x", r)
-	}
-	refitted := 0
-	for _, l := range rep.Layers {
-		if l.Refitted {
-			refitted++
-			if l.RefitError >= l.ProjError {
-				t.Errorf("layer %s kept a refit with error %v >= projection's %v", l.Name, l.RefitError, l.ProjError)
-			}
-		}
-	}
-	if refitted == 0 {
-		t.Error("no layer was refitted")
-	}
-	images, labels := filepath.Join(data, "t10k-images-idx3-ubyte.gz"), filepath.Join(data, "t10k-labels-idx1-ubyte.gz")
-	before, after := accuracy(t, model, images, labels), accuracy(t, out, images, labels)
-	t.Logf("top-1 accuracy %.4f -> %.4f at %.2fx fewer MACs, %d layers refitted", before, after, rep.MACRatio(), refitted)
-	if before-after > 0.003 {
-		t.Errorf("accuracy dropped %.2f points, want at most 0.3", 100*(before-after))
 	}
 }
 
