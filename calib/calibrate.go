@@ -17,6 +17,11 @@ type Options struct {
 	MaxSamples int // use at most this many samples; 0 means all
 	Batch      int // samples per run; 0 means 64. A model with a fixed batch size imposes its own.
 	Runtime    RuntimeOptions
+	// HostStats makes Collect copy each captured tensor out of onnxruntime and accumulate its
+	// statistics on the host in float64 (gonum Dsyrk): exact sums of the float32 activations,
+	// but 2-3x slower than the default, in which the capture model computes each batch's sums
+	// itself in float32 (see gram.go). Models older than MinGramOpset always take this path.
+	HostStats bool
 }
 
 // DefaultBatch is the batch size used when Options.Batch is 0.
@@ -216,7 +221,25 @@ type Result struct {
 // named tensor (each of rank 2 or more, channels in dimension 1). Memory does not grow with
 // the number of samples. An error names the first tensor, in the order given, whose statistics
 // became non-finite.
+//
+// Unless opts.HostStats, onnxruntime computes each batch's sums inside the graph (in float32,
+// about a shift near the data; see gram.go) and only C + C² values per tensor and batch reach
+// the host, which adds them up in float64.
 func Collect(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result, error) {
+	if !opts.HostStats {
+		gm, plans, err := gramModel(m, tensors)
+		if err == nil {
+			return collectGram(m, gm, plans, r, opts)
+		}
+		if !errors.Is(err, errNoGram) {
+			return nil, err
+		}
+	}
+	return collectHost(m, r, tensors, opts)
+}
+
+// collectHost is Collect with the captured tensors copied out and accumulated by Stats.AddNCHW.
+func collectHost(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result, error) {
 	in, err := ModelInput(m)
 	if err != nil {
 		return nil, err
@@ -246,16 +269,7 @@ func Collect(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result
 				return err
 			}
 		}
-		for _, name := range tensors {
-			if s := res.Stats[name]; s != nil && !s.Finite() {
-				who := ""
-				if p := m.Graph.Producer(name); p != nil {
-					who = fmt.Sprintf(" (output of %s %q)", p.Op, p.Label())
-				}
-				return fmt.Errorf("statistics of tensor %q%s became non-finite at samples %d-%d: %w", name, who, b.First, b.First+b.N-1, ErrNonFinite)
-			}
-		}
-		return nil
+		return res.checkFinite(m, tensors, b)
 	})
 	res.Samples = n
 	if err != nil {
@@ -267,6 +281,23 @@ func Collect(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result
 		}
 	}
 	return res, nil
+}
+
+// checkFinite returns an error naming the first tensor whose statistics became non-finite
+// with batch b.
+func (res *Result) checkFinite(m *onnxio.Model, tensors []string, b Batch) error {
+	for _, name := range tensors {
+		if s := res.Stats[name]; s != nil && !s.Finite() {
+			who := ""
+			if p := m.Graph.Producer(name); p != nil {
+				who = fmt.Sprintf(" (output of %s %q)", p.Op, p.Label())
+			} else if cs := m.Graph.Consumers(name); len(cs) > 0 {
+				who = fmt.Sprintf(" (input of %s %q)", cs[0].Op, cs[0].Label())
+			}
+			return fmt.Errorf("statistics of tensor %q%s became non-finite at samples %d-%d: %w", name, who, b.First, b.First+b.N-1, ErrNonFinite)
+		}
+	}
+	return nil
 }
 
 // add accumulates one batch of a captured tensor.

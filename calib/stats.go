@@ -59,6 +59,28 @@ func (s *Stats) AddNCHW(x []float32, n, c, spatial int) {
 	s.Count += int64(cols)
 }
 
+// AddShifted adds n vectors x given by their sums about a shift vector c (each of length Dim):
+// d = Σ (x − c) and g = Σ (x − c)(x − c)ᵀ (Dim x Dim, row-major; only the upper triangle is
+// read). In float64: Sum += n·c + d and Outer += g + c dᵀ + d cᵀ + n·c cᵀ, the raw sums that
+// AddNCHW accumulates. A shift near the mean keeps g, when computed in low precision, of the
+// order of the covariance rather than of the squared mean.
+func (s *Stats) AddShifted(n int64, c, d, g []float64) {
+	k := s.Dim
+	if len(c) != k || len(d) != k || len(g) != k*k {
+		panic(fmt.Sprintf("calib: AddShifted of %d, %d and %d values into stats of dimension %d", len(c), len(d), len(g), k))
+	}
+	fn := float64(n)
+	for i := 0; i < k; i++ {
+		s.Sum[i] += fn*c[i] + d[i]
+		ci, di := c[i], d[i]
+		row, out := g[i*k:(i+1)*k], s.Outer[i*k:(i+1)*k]
+		for j := i; j < k; j++ {
+			out[j] += row[j] + ci*d[j] + di*c[j] + fn*ci*c[j]
+		}
+	}
+	s.Count += n
+}
+
 // Merge adds the statistics o into s. Both must have the same dimension.
 func (s *Stats) Merge(o *Stats) error {
 	if o.Dim != s.Dim {

@@ -1,0 +1,287 @@
+package calib
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/testmodels"
+)
+
+// TestAddShifted: sums about a shift, converted by AddShifted, equal the raw sums AddNCHW
+// accumulates (both in float64), for a shift far from the data and one near it.
+func TestAddShifted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n, c, sp = 6, 5, 7
+	x := make([]float32, n*c*sp)
+	for i := range x {
+		x[i] = float32(100 + rng.NormFloat64()*float64(1+i%c))
+	}
+	want := NewStats(c)
+	want.AddNCHW(x, n, c, sp)
+	for _, shift := range [][]float64{{0, 0, 0, 0, 0}, {100, 99, 101, 100.5, 98}, {-3, 7, 1e3, 0, 2}} {
+		d := make([]float64, c)
+		g := make([]float64, c*c)
+		for i := 0; i < n; i++ {
+			for p := 0; p < sp; p++ {
+				for a := 0; a < c; a++ {
+					va := float64(x[(i*c+a)*sp+p]) - shift[a]
+					d[a] += va
+					for b := 0; b < c; b++ {
+						g[a*c+b] += va * (float64(x[(i*c+b)*sp+p]) - shift[b])
+					}
+				}
+			}
+		}
+		got := NewStats(c)
+		got.AddShifted(n*sp, shift, d, g)
+		if got.Count != want.Count {
+			t.Fatalf("Count %d, want %d", got.Count, want.Count)
+		}
+		for i := range want.Sum {
+			if e := math.Abs(got.Sum[i]-want.Sum[i]) / math.Abs(want.Sum[i]); e > 1e-13 {
+				t.Errorf("shift %v: Sum[%d] = %v, want %v", shift, i, got.Sum[i], want.Sum[i])
+			}
+		}
+		for a := 0; a < c; a++ {
+			for b := a; b < c; b++ {
+				w := want.Outer[a*c+b]
+				if e := math.Abs(got.Outer[a*c+b]-w) / math.Abs(w); e > 1e-12 {
+					t.Errorf("shift %v: Outer[%d,%d] = %v, want %v", shift, a, b, got.Outer[a*c+b], w)
+				}
+			}
+		}
+	}
+}
+
+// needORT skips a test when the onnxruntime library is missing, except under CI.
+func needORT(t *testing.T) {
+	t.Helper()
+	if err := InitRuntime(""); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must have onnxruntime: %v", err)
+		}
+		t.Skipf("onnxruntime unavailable: %v", err)
+	}
+}
+
+// convTensors lists the input and output of every Conv, as rewrite.Targets does.
+func convTensors(m *onnxio.Model) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range m.Graph.Nodes {
+		if n.Op == "Conv" {
+			for _, t := range []string{n.Inputs[0], n.Outputs[0]} {
+				if !seen[t] {
+					seen[t] = true
+					out = append(out, t)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// eigenError compares the eigenvalues of a and b (the reference): the relative error of the
+// largest, and the largest relative error over those at least 1e-3 of the largest.
+func eigenError(t *testing.T, a, b *Stats, centred bool) (top, down float64) {
+	t.Helper()
+	m := func(s *Stats) PCA {
+		c := s.SecondMoment()
+		if centred {
+			c = s.Covariance()
+		}
+		p, err := Eigen(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pa, pb := m(a), m(b)
+	for i, v := range pb.Values {
+		if v < 1e-3*pb.Values[0] {
+			break
+		}
+		e := math.Abs(pa.Values[i]-v) / v
+		if i == 0 {
+			top = e
+		}
+		down = math.Max(down, e)
+	}
+	return top, down
+}
+
+// TestGramMatchesHost: the in-graph statistics (float32 sums about a shift, added in float64)
+// give the eigenvalues of the float64 host path, on MNIST, on data of mean 100 and standard
+// deviation 1, and on Conv1d/Conv3d models whose graph input is captured. The relative errors
+// are logged; see the limits below.
+func TestGramMatchesHost(t *testing.T) {
+	needORT(t)
+	type tc struct {
+		name  string
+		model string
+		data  func() (Reader, error)
+	}
+	mnist := testmodels.Path("mnist_cnn.onnx")
+	cases := []tc{
+		{"mnist/mean100", mnist, func() (Reader, error) { return Normal([]int{1, 28, 28}, 300, 100, 1, 1), nil }},
+		{"conv1d/mean100", testmodels.Path("tiny/conv1d.onnx"), func() (Reader, error) { return Normal([]int{4, 20}, 200, 100, 1, 2), nil }},
+		{"conv3d/mean100", testmodels.Path("tiny/conv3d.onnx"), nil},
+		{"conv_pad_stride", testmodels.Path("tiny/conv_pad_stride.onnx"), func() (Reader, error) { return Normal([]int{3, 9, 9}, 100, 0.5, 1, 3), nil }},
+		{"grouped", testmodels.Path("tiny/grouped.onnx"), nil},
+		{"shared_weight", testmodels.Path("tiny/shared_weight.onnx"), nil},
+	}
+	if dir, err := testmodels.MNISTDir(); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, "train-images-idx3-ubyte.gz")); err == nil {
+			cases = append([]tc{{"mnist/train2000", mnist, func() (Reader, error) {
+				r, err := Open(filepath.Join(dir, "train-images-idx3-ubyte.gz"))
+				if err != nil {
+					return nil, err
+				}
+				return Limit(r, 2000), nil
+			}}}, cases...)
+		}
+	} else {
+		t.Logf("no MNIST data: %v", err)
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "%-18s %-24s %5s %9s %9s %9s %9s %9s\n", "case", "tensor", "C", "cov top", "cov 1e-3", "mom top", "mom 1e-3", "mean")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := onnxio.Load(c.model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := ModelInput(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := c.data
+			if data == nil {
+				shape := make([]int, len(in.Dims)-1)
+				for i, d := range in.Dims[1:] {
+					shape[i] = int(d)
+				}
+				data = func() (Reader, error) { return Normal(shape, 150, 100, 1, 4), nil }
+			}
+			tensors := convTensors(m)
+			if _, _, err := gramModel(m, tensors); err != nil {
+				t.Fatalf("no in-graph statistics for %s: %v", c.model, err)
+			}
+			run := func(host bool) *Result {
+				r, err := data()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				res, err := Collect(m, r, tensors, Options{Batch: 32, HostStats: host, Runtime: RuntimeOptions{Provider: CPU}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res
+			}
+			fast, host := run(false), run(true)
+			if fast.Samples != host.Samples {
+				t.Fatalf("%d samples, host path %d", fast.Samples, host.Samples)
+			}
+			for _, name := range tensors {
+				a, b := fast.Stats[name], host.Stats[name]
+				if a.Count != b.Count || a.Dim != b.Dim || fmt.Sprint(fast.Shapes[name]) != fmt.Sprint(host.Shapes[name]) {
+					t.Fatalf("%s: count %d dim %d shape %v, host path %d %d %v", name, a.Count, a.Dim, fast.Shapes[name], b.Count, b.Dim, host.Shapes[name])
+				}
+				ct, cd := eigenError(t, a, b, true)
+				mt, md := eigenError(t, a, b, false)
+				mean := 0.0
+				for i, v := range b.Sum {
+					mean = math.Max(mean, math.Abs(a.Sum[i]-v)/math.Max(math.Abs(v), 1e-300))
+				}
+				fmt.Fprintf(&table, "%-18s %-24.24s %5d %9.1e %9.1e %9.1e %9.1e %9.1e\n", c.name, name, a.Dim, ct, cd, mt, md, mean)
+				// Float32 products about a shift near the data, summed in float64 across
+				// batches: measured, the largest eigenvalues agree to 2e-7 (1.2e-6 for the
+				// single channel of MNIST's pixels), those down to 1e-3 of the largest to 5e-6.
+				if ct > 1e-5 || mt > 1e-5 || cd > 1e-4 || md > 1e-4 {
+					t.Errorf("%s: eigenvalue errors %.2g %.2g (covariance) %.2g %.2g (second moment)", name, ct, cd, mt, md)
+				}
+			}
+		})
+	}
+	t.Logf("relative error of the in-graph statistics against the float64 host path:\n%s", table.String())
+}
+
+// TestGramCapture: the capture model reads a Conv's output only through its LeakyRelu (so
+// onnxruntime still fuses the two), its reductions suit opsets 11 to 18, and a model older
+// than MinGramOpset is calibrated on the host.
+func TestGramCapture(t *testing.T) {
+	m, err := onnxio.Load(testmodels.Path("mnist_cnn.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gm, plans, err := gramModel(m, convTensors(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plans) != len(convTensors(m)) {
+		t.Fatalf("%d plans for %d tensors", len(plans), len(convTensors(m)))
+	}
+	for _, n := range gm.Graph.Nodes {
+		if n.Op == "Conv" {
+			users := gm.Graph.Consumers(n.Outputs[0])
+			if n.Outputs[0] == "/14/Conv_output_0" { // the last Conv, read by Flatten and the capture
+				continue
+			}
+			if len(users) != 1 || users[0].Op != "LeakyRelu" {
+				t.Errorf("Conv %s output read by %d nodes, want only its LeakyRelu", n.Label(), len(users))
+			}
+		}
+	}
+
+	if _, plans, err := gramModel(m, []string{"input", "input"}); err != nil || len(plans) != 1 {
+		t.Errorf("a tensor named twice: %d plans, %v; want it captured once", len(plans), err)
+	}
+
+	old, err := onnxio.Load(testmodels.Path("tiny/conv1d.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Proto.OpsetImport[0].Version = proto.Int64(10)
+	if _, _, err := gramModel(old, convTensors(old)); !errors.Is(err, errNoGram) {
+		t.Fatalf("gramModel of an opset-10 model: %v, want errNoGram", err)
+	}
+	// The reductions change form with the opset (axes an attribute before 13 or 18).
+	needORT(t)
+	for _, opset := range []int64{11, 12, 13, 17, 18} {
+		m1, err := onnxio.Load(testmodels.Path("tiny/conv1d.onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1.Proto.OpsetImport[0].Version = proto.Int64(opset)
+		var res [2]*Result
+		for i, host := range []bool{false, true} {
+			res[i], err = Collect(m1, Normal([]int{4, 20}, 40, 3, 1, 9), convTensors(m1), Options{Batch: 16, HostStats: host, Runtime: RuntimeOptions{Provider: CPU}})
+			if err != nil {
+				t.Fatalf("opset %d: %v", opset, err)
+			}
+		}
+		for _, name := range convTensors(m1) {
+			if top, down := eigenError(t, res[0].Stats[name], res[1].Stats[name], true); top > 1e-5 || down > 1e-4 {
+				t.Errorf("opset %d, %s: eigenvalue errors %.2g %.2g", opset, name, top, down)
+			}
+		}
+	}
+
+	res, err := Collect(old, Normal([]int{4, 20}, 10, 0, 1, 5), convTensors(old), Options{Runtime: RuntimeOptions{Provider: CPU}})
+	if err != nil || res.Samples != 10 || res.Stats["x"].Count != 200 {
+		t.Fatalf("Collect of an opset-10 model: %v, %+v", err, res)
+	}
+	if _, err := Collect(m, Normal([]int{1, 28, 28}, 4, 0, 1, 6), []string{"nosuch"}, Options{Runtime: RuntimeOptions{Provider: CPU}}); err == nil || !strings.Contains(err.Error(), `no tensor "nosuch"`) {
+		t.Errorf("Collect of a missing tensor: %v", err)
+	}
+}
