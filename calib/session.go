@@ -188,6 +188,11 @@ func appendCUDA(so *ort.SessionOptions) error {
 		return err
 	}
 	defer co.Destroy()
+	// TF32 matrix products (the CUDA provider's default on Ampere and later) carry 10-bit
+	// mantissas: the in-graph Gram matrices of calibration would be accurate to about 1e-3.
+	if err := co.Update(map[string]string{"use_tf32": "0"}); err != nil {
+		return err
+	}
 	return so.AppendExecutionProviderCUDA(co)
 }
 
