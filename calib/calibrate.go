@@ -22,6 +22,9 @@ type Options struct {
 	// but 2-3x slower than the default, in which the capture model computes each batch's sums
 	// itself in float32 (see gram.go). Models older than MinGramOpset always take this path.
 	HostStats bool
+	// Progress, when not nil, is called after each batch with the samples run so far and the
+	// number the data holds (after MaxSamples).
+	Progress func(done, total int)
 }
 
 // DefaultBatch is the batch size used when Options.Batch is 0.
@@ -172,6 +175,9 @@ func Infer(m *onnxio.Model, r Reader, outputs []string, opts Options, fn func(b 
 			return done, err
 		}
 		done += n
+		if opts.Progress != nil {
+			opts.Progress(done, r.Len())
+		}
 	}
 	if done == 0 {
 		return 0, errors.New("data holds no samples")

@@ -24,10 +24,11 @@ type compressOptions struct {
 	Calibration       calib.Options
 	Sequential        bool
 	Search            searchOptions
-	Report            string // path of the JSON report, or ""
-	Plots             string // folder for PNG plots, or ""
-	Overwrite         bool   // allow Out to be the input model
-	External          bool   // save with external data
+	Report            string    // path of the JSON report, or ""
+	Plots             string    // folder for PNG plots, or ""
+	Overwrite         bool      // allow Out to be the input model
+	External          bool      // save with external data
+	Stderr            io.Writer // where the progress bar goes (only when it is a terminal); nil: none
 }
 
 func init() { commands = append(commands, compressCommand) }
@@ -66,6 +67,7 @@ func compressCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			opts.Stderr = c.App.ErrWriter
 			_, err = runCompress(opts, c.App.Writer, c.App.ErrWriter)
 			return err
 		},
@@ -260,7 +262,11 @@ func statistics(m *onnxio.Model, targets []string, o compressOptions) (*calib.Re
 		return nil, err
 	}
 	defer r.Close()
-	res, err := calib.Collect(m, r, targets, o.Calibration)
+	copts := o.Calibration
+	bar := newProgress(o.Stderr, "calibrating", o.Calibration.Runtime.Warn == nil)
+	copts.Progress = bar.Update
+	res, err := calib.Collect(m, r, targets, copts)
+	bar.Done()
 	if err != nil {
 		return nil, fmt.Errorf("calibration: %w", err)
 	}
