@@ -183,6 +183,14 @@ func NewSession(model []byte, input string, outputs []string, opts RuntimeOption
 }
 
 func appendCUDA(so *ort.SessionOptions) error {
+	// A CPU build of onnxruntime has no CUDA provider beside it; say so plainly rather than
+	// with the runtime's own multi-part message.
+	dir := filepath.Dir(runtime.path)
+	for _, name := range []string{"libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("%s not found beside %s (a CPU build of onnxruntime)", name, runtime.path)
+		}
+	}
 	co, err := ort.NewCUDAProviderOptions()
 	if err != nil {
 		return err

@@ -126,6 +126,7 @@ func TestErrors(t *testing.T) {
 		{"side", nil, []string{"compress", model, "--calib", good, "--out", out, "--side", "sideways"}, 2, `unknown side "sideways"`},
 		{"provider", nil, []string{"compress", model, "--calib", good, "--out", out, "--provider", "tpu"}, 2, `unknown provider "tpu"`},
 		{"out is input", nil, []string{"compress", model, "--calib", good, "--out", model}, 2, "is the input model"},
+		{"cuda insists", nil, []string{"compress", model, "--calib", good, "--out", out, "--provider", "cuda"}, 1, "CUDA provider requested but unavailable: libonnxruntime_providers_shared.so not found"},
 		{"unknown flag", nil, []string{"compress", model, "--bogus"}, 2, "flag provided but not defined"},
 	}
 	for _, tt := range tests {
