@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"errors"
 	"fmt"
 	"math"
 )
@@ -135,7 +136,7 @@ func Allocate(plans []*Plan, opts Options) error {
 			if step > 1 {
 				hint = " (a smaller --rank-multiple allows lower ranks)"
 			}
-			return fmt.Errorf("cannot reach %.3g of the original MACs: every rank is at its minimum%s", opts.TargetMACs, hint)
+			return fmt.Errorf("%w: cannot reach %.3g of the original MACs: every rank is at its minimum%s", ErrUnreachable, opts.TargetMACs, hint)
 		}
 		r, _, _ := rank(best, bestInput)
 		set(best, bestInput, lower(r))
@@ -178,6 +179,9 @@ func Allocate(plans []*Plan, opts Options) error {
 	}
 	return nil
 }
+
+// ErrUnreachable is returned (wrapped) by Allocate when no ranks meet the target.
+var ErrUnreachable = errors.New("target out of reach")
 
 func sum(v []float64) float64 {
 	s := 0.0

@@ -16,6 +16,7 @@ type Probe struct {
 	Score    float64 `json:"score"`
 	Accuracy float64 `json:"accuracy,omitempty"`
 	OK       bool    `json:"ok"`
+	Note     string  `json:"note,omitempty"` // why a probe has no score
 }
 
 // Search looks for the smallest MACs target in [lo, 1] whose trial passes, assuming that

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/rewrite"
 	"github.com/convpca/convpca/testmodels"
 )
 
@@ -114,5 +115,43 @@ func TestCompressCLI(t *testing.T) {
 			}
 			onnxCheck(t, out)
 		})
+	}
+}
+
+// TestSearchNoneWithin: when no probe of a --max-error search stays within the bound, the
+// output is the model as it was, and the run says so.
+func TestSearchNoneWithin(t *testing.T) {
+	needRuntime(t)
+	dir := t.TempDir()
+	model := testmodels.Path("tiny/conv_pad_stride.onnx")
+	data := filepath.Join(dir, "x.npy")
+	writeNpy(t, data, []int{40, 3, 9, 9}, ramp(40*3*9*9))
+	out := filepath.Join(dir, "out.onnx")
+	code, stdout, stderr := cliRun("compress", model, "--calib", data, "--out", out, "--provider", "cpu",
+		"--max-error", "1e-12", "--eval-data", data, "--search-steps", "3", "--report", filepath.Join(dir, "r.json"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "no probe stayed within the bound") || strings.Count(stdout, "false") != 3 {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, "--eval-data is the calibration data") {
+		t.Errorf("no warning that evaluation data is the calibration data: %q", stderr)
+	}
+	var rep struct {
+		Probes []rewrite.Probe `json:"probes"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "r.json")); err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Probes) != 3 {
+		t.Errorf("report probes: %+v (%v)", rep.Probes, err)
+	}
+	m, err := onnxio.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Graph.Nodes) != 3 {
+		t.Errorf("output has %d nodes, want the original 3", len(m.Graph.Nodes))
+	}
+	if e := maxRelErr(outputs(t, out, data, cpu), outputs(t, model, data, cpu)); e != 0 {
+		t.Errorf("output model differs from the original by %g", e)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -81,6 +82,10 @@ func search(m *onnxio.Model, compress func(float64) (*onnxio.Model, *rewrite.Rep
 	fmt.Fprintf(stdout, "%8s %11s %8s %10s  %s\n", "target", "MACs", "ratio", "score", "within bound")
 	probes, best, err := rewrite.Search(o.Search.LowestMACs, o.Search.Steps, func(target float64) (rewrite.Probe, error) {
 		cm, rep, err := compress(target)
+		if errors.Is(err, rewrite.ErrUnreachable) {
+			fmt.Fprintf(stdout, "%8.4f %11s %8s %10s  %v (no ranks reach it)\n", target, "-", "-", "-", false)
+			return rewrite.Probe{Note: "no ranks reach this target"}, nil
+		}
 		if err != nil {
 			return rewrite.Probe{}, err
 		}
@@ -107,6 +112,7 @@ func search(m *onnxio.Model, compress func(float64) (*onnxio.Model, *rewrite.Rep
 		return nil, nil, probes, err
 	}
 	if best < 0 || bestModel == nil {
+		fmt.Fprintln(stdout, "no probe stayed within the bound: the output is the model as it was")
 		bestModel, bestRep, err = compress(1) // keeps every MAC: the model as it was
 		if err != nil {
 			return nil, nil, probes, err
