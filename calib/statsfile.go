@@ -57,16 +57,30 @@ type StatsFile struct {
 	Result     *Result
 }
 
-// Missing returns the shard indices, out of ShardCount, whose statistics f lacks; nil when f
-// is unsharded or holds every shard.
-func (f *StatsFile) Missing() []int {
-	var out []int
-	for i := 0; i < f.ShardCount; i++ {
-		if !slices.Contains(f.ShardsSeen, i) {
-			out = append(out, i)
-		}
+// maxMissing bounds the shard indices Missing lists: a file may declare up to 2^32 shards.
+const maxMissing = 16
+
+// Missing returns the number of shards, out of ShardCount, whose statistics f lacks, and the
+// first of them (at most 16); 0 and nil when f is unsharded or holds every shard. Its time
+// does not depend on ShardCount, which a file may declare as large as 2^32.
+func (f *StatsFile) Missing() (int, []int) {
+	n := f.ShardCount - len(f.ShardsSeen)
+	if f.ShardCount == 0 || n <= 0 {
+		return 0, nil
 	}
-	return out
+	seen := slices.Clone(f.ShardsSeen)
+	slices.Sort(seen)
+	var first []int
+	for i, k := 0, 0; i < f.ShardCount && len(first) < maxMissing; i++ {
+		for k < len(seen) && seen[k] < i {
+			k++
+		}
+		if k < len(seen) && seen[k] == i {
+			continue
+		}
+		first = append(first, i)
+	}
+	return n, first
 }
 
 // ModelHash returns the hex SHA-256 of the deterministic serialization of m's main graph, so

@@ -199,8 +199,8 @@ func TestMergeStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if merged.Shard != 0 || merged.Shards != 0 || merged.ShardCount != 4 || !slices.Equal(merged.ShardsSeen, []int{0, 1, 2, 3}) || merged.Missing() != nil {
-		t.Errorf("merged shards: %d/%d, seen %v of %d, missing %v", merged.Shard, merged.Shards, merged.ShardsSeen, merged.ShardCount, merged.Missing())
+	if merged.Shard != 0 || merged.Shards != 0 || merged.ShardCount != 4 || !slices.Equal(merged.ShardsSeen, []int{0, 1, 2, 3}) || missingCount(merged) != 0 {
+		t.Errorf("merged shards: %d/%d, seen %v of %d, missing %d", merged.Shard, merged.Shards, merged.ShardsSeen, merged.ShardCount, missingCount(merged))
 	}
 	if merged.Result.Samples != 10 || merged.ModelHash != testHash {
 		t.Errorf("merged %d samples of %q", merged.Result.Samples, merged.ModelHash)
@@ -220,17 +220,17 @@ func TestMergeStats(t *testing.T) {
 		t.Errorf("MergeStats changed its input: count %d", shards[0].Result.Stats["conv"].Count)
 	}
 	part, err := MergeStats(shards[1], shards[3])
-	if err != nil || !slices.Equal(part.Missing(), []int{0, 2}) {
-		t.Errorf("partial merge: missing %v, %v", part.Missing(), err)
+	if n, first := part.Missing(); err != nil || n != 2 || !slices.Equal(first, []int{0, 2}) {
+		t.Errorf("partial merge: missing %d %v, %v", n, first, err)
 	}
 	// Merging in stages gives the whole.
-	if all, err := MergeStats(part, shards[0], shards[2]); err != nil || all.Missing() != nil || all.Result.Samples != 10 {
+	if all, err := MergeStats(part, shards[0], shards[2]); err != nil || missingCount(all) != 0 || all.Result.Samples != 10 {
 		t.Errorf("staged merge: %v", err)
 	}
 
 	// More shards than samples: the empty ones add nothing.
 	_, many := shardFiles(t, 12)
-	if m, err := MergeStats(many...); err != nil || m.Result.Samples != 10 || m.Result.Stats["fc"].Count != 10 || m.Missing() != nil {
+	if m, err := MergeStats(many...); err != nil || m.Result.Samples != 10 || m.Result.Stats["fc"].Count != 10 || missingCount(m) != 0 {
 		t.Errorf("12 shards of 10 samples: %v", err)
 	}
 
@@ -461,5 +461,19 @@ func BenchmarkStatsFile(b *testing.B) {
 	}
 	if st, err := os.Stat(path); err == nil {
 		b.ReportMetric(float64(st.Size())/1e6, "MB")
+	}
+}
+
+func missingCount(f *StatsFile) int {
+	n, _ := f.Missing()
+	return n
+}
+
+// TestMissingHuge: a file may declare 2^32-1 shards; Missing answers at once, listing 16.
+func TestMissingHuge(t *testing.T) {
+	f := &StatsFile{ShardCount: math.MaxUint32, ShardsSeen: []int{0, 2}}
+	n, first := f.Missing()
+	if n != math.MaxUint32-2 || len(first) != 16 || first[0] != 1 || first[1] != 3 {
+		t.Errorf("Missing = %d, %v", n, first)
 	}
 }

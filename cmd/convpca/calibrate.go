@@ -172,8 +172,8 @@ func loadStats(path string, m *onnxio.Model) (*calib.Result, error) {
 	if f.ModelHash != hash {
 		return nil, fmt.Errorf("statistics file %s was computed on another model (model hash %.12s, this model's %.12s); calibrate this model", path, f.ModelHash, hash)
 	}
-	if miss := f.Missing(); miss != nil {
-		return nil, fmt.Errorf("statistics file %s holds shards %v of %d (missing %v); merge all of them first with convpca merge", path, f.ShardsSeen, f.ShardCount, miss)
+	if n, first := f.Missing(); n > 0 {
+		return nil, fmt.Errorf("statistics file %s lacks %d of its %d shards (first missing: %v); merge all of them first with convpca merge", path, n, f.ShardCount, first)
 	}
 	if f.Result.Samples == 0 {
 		return nil, fmt.Errorf("statistics file %s holds no samples", path)

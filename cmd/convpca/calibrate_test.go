@@ -167,7 +167,7 @@ func TestShardedCalibration(t *testing.T) {
 	}
 
 	// A shard alone is refused for compression.
-	if _, err := loadStats(shards[1], m); err == nil || !strings.Contains(err.Error(), "holds shards [1] of 4 (missing [0 2 3]); merge all of them first") {
+	if _, err := loadStats(shards[1], m); err == nil || !strings.Contains(err.Error(), "lacks 3 of its 4 shards (first missing: [0 2 3]); merge all of them first") {
 		t.Errorf("loadStats of one shard: %v", err)
 	}
 }
@@ -306,7 +306,7 @@ func TestStatsErrors(t *testing.T) {
 		{"version", nil, []string{"merge", s0, version, s2, "--out", out}, 1, "unsupported statistics file version 2 (this convpca reads version 1)"},
 		{"other model", nil, []string{"merge", s0, s1, other, "--out", out}, 1, "input 3 holds statistics of another model than input 1"},
 		{"same shard twice", nil, []string{"merge", s0, s1, s1, s2, "--out", out}, 1, "shard 1 of 3 is in inputs 2 and 3: the same shard twice"},
-		{"missing shard", nil, []string{"merge", s0, s2, "--out", out}, 1, "shards [1] of 3 are missing (pass --partial"},
+		{"missing shard", nil, []string{"merge", s0, s2, "--out", out}, 1, "1 of 3 shards are missing (first: [1]; pass --partial"},
 		{"missing file", nil, []string{"merge", s0, filepath.Join(dir, "none.cps"), "--out", out}, 1, "no such file or directory"},
 		{"merge no out", nil, []string{"merge", s0, s1}, 2, "merge takes one or more statistics files and --out PATH"},
 		{"merge nothing", nil, []string{"merge", "--out", out}, 2, "merge takes one or more"},
@@ -345,7 +345,7 @@ func TestStatsErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadStats(part, base); err == nil || !strings.Contains(err.Error(), "holds shards [0 2] of 3 (missing [1])") {
+	if _, err := loadStats(part, base); err == nil || !strings.Contains(err.Error(), "lacks 1 of its 3 shards (first missing: [1])") {
 		t.Errorf("loadStats of a partial merge: %v", err)
 	}
 	all := filepath.Join(dir, "all.cps")

@@ -55,8 +55,8 @@ func runMerge(o mergeOptions, stdout io.Writer) (*calib.StatsFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
-	if miss := merged.Missing(); miss != nil && !o.Partial {
-		return nil, fmt.Errorf("merge: shards %v of %d are missing (pass --partial to write the merge anyway)", miss, merged.ShardCount)
+	if n, first := merged.Missing(); n > 0 && !o.Partial {
+		return nil, fmt.Errorf("merge: %d of %d shards are missing (first: %v; pass --partial to write the merge anyway)", n, merged.ShardCount, first)
 	}
 	if err := calib.WriteStats(o.Out, merged); err != nil {
 		return nil, err
