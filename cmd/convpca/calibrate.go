@@ -106,7 +106,7 @@ func runCalibrate(o calibrateOptions, stdout, stderr io.Writer) (*calib.StatsFil
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("model %s has no Conv layers", o.Model)
 	}
-	r, err := calib.Open(o.Calib)
+	r, err := openData(o.Calib, m)
 	if err != nil {
 		return nil, err
 	}

@@ -257,7 +257,7 @@ func statistics(m *onnxio.Model, targets []string, o compressOptions) (*calib.Re
 	if o.Stats != "" {
 		return loadStats(o.Stats, m)
 	}
-	r, err := calib.Open(o.Calib)
+	r, err := openData(o.Calib, m)
 	if err != nil {
 		return nil, err
 	}

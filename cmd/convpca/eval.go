@@ -41,7 +41,7 @@ func runEval(model, data, labels string, opts calib.Options, stdout io.Writer) (
 	if err != nil {
 		return 0, err
 	}
-	r, err := calib.Open(data)
+	r, err := openData(data, m)
 	if err != nil {
 		return 0, err
 	}

@@ -191,7 +191,7 @@ func TestHostile(t *testing.T) {
 		{"nan data", c(tiny, nan), 1, "data sample 2 holds NaN", ""},
 		{"inf data", c(tiny, inf), 1, "data sample 2 holds +Inf", ""},
 		{"overflow", c(tiny, huge), 1, `statistics of tensor "x" (input of Conv "conv1") became non-finite`, ""},
-		{"int data", c(tiny, ints), 1, "dtype '<i4' is not supported", ""},
+		{"int data", c(tiny, ints), 1, `dtype '<i4' is not supported; want float32 ('<f4') or float64 ('<f8') (model input "x" expects float32 ?x3x9x9, batch first)`, ""},
 		{"fortran data", c(tiny, fortran), 1, "fortran", ""},
 		{"big-endian data", c(tiny, bigEndian), 1, "big-endian", ""},
 		{"absurd shape", c(tiny, absurd), 1, "npy", ""},

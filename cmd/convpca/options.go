@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/onnxio"
 )
 
 // calibOptions reads the runtime flags.
@@ -32,4 +33,17 @@ func calibOptions(c *cli.Context, stderr io.Writer) (calib.Options, error) {
 			Warn:     warn,
 		},
 	}, nil
+}
+
+// openData opens data to feed to model m; an error that the data cannot be read also says
+// what m's input expects, so that a file of the wrong kind is easy to put right.
+func openData(path string, m *onnxio.Model) (calib.Reader, error) {
+	r, err := calib.Open(path)
+	if err != nil {
+		if in, ierr := calib.ModelInput(m); ierr == nil {
+			return nil, fmt.Errorf("%w (model input %q expects float32 %s, batch first)", err, in.Name, in)
+		}
+		return nil, err
+	}
+	return r, nil
 }
