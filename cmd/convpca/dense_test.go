@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -114,4 +115,52 @@ func TestDense(t *testing.T) {
 		t.Errorf("fc1 after %d MACs (want 28), fc2 %d (want 13), %d Gemms (want %d)", rep.Layers[0].After.MACs, rep.Layers[1].After.MACs, gemms, wantGemms)
 	}
 	onnxCheck(t, out)
+}
+
+// TestDenseRefit: on Gemm and MatMul layers, --sequential --refit reconstructs the original
+// outputs at least as well as the projection alone, and refits some layer.
+func TestDenseRefit(t *testing.T) {
+	needRuntime(t)
+	dir := t.TempDir()
+	model, data := filepath.Join(dir, "mlp.onnx"), filepath.Join(dir, "x.npy")
+	mlp(t, model)
+	x := ramp(300 * 6)
+	for i := range x {
+		x[i] = x[i]*2 + float32(math.Cos(float64(i*i)))
+	}
+	writeNpy(t, data, []int{300, 6}, x)
+	want := outputs(t, model, data, cpu)
+	relErr := func(got []float32) float64 {
+		var d, n float64
+		for i, w := range want {
+			d += (float64(got[i]) - float64(w)) * (float64(got[i]) - float64(w))
+			n += float64(w) * float64(w)
+		}
+		return math.Sqrt(d / n)
+	}
+	ranks := map[string]rewrite.Ranks{"fc1": {In: 3, Out: 3}, "fc2": {In: 3, Out: 2}}
+	errs := map[bool]float64{}
+	for _, refit := range []bool{false, true} {
+		out := filepath.Join(dir, fmt.Sprintf("refit-%v.onnx", refit))
+		rep, err := runCompress(compressOptions{Model: model, Calib: data, Out: out, Calibration: cpu, Sequential: true,
+			Rewrite: rewrite.Options{Side: rewrite.SideBoth, Ranks: ranks, Rule: rewrite.DefaultRule, Refit: refit}}, &strings.Builder{}, &strings.Builder{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refitted := 0
+		for _, l := range rep.Layers {
+			if l.Refitted {
+				refitted++
+			}
+		}
+		if refit && refitted == 0 {
+			t.Error("no Gemm layer was refitted")
+		}
+		errs[refit] = relErr(outputs(t, out, data, cpu))
+		onnxCheck(t, out)
+	}
+	t.Logf("relative output error: projection %.4g, refit %.4g", errs[false], errs[true])
+	if errs[true] > errs[false] {
+		t.Errorf("refit made the outputs worse: %.4g > %.4g", errs[true], errs[false])
+	}
 }
