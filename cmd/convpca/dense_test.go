@@ -57,19 +57,26 @@ func mlp(t *testing.T, path string) {
 	}
 }
 
+// mlpData writes the mlp model and n samples of data for it into dir, and returns their paths
+// and the model's outputs on the data.
+func mlpData(t *testing.T, dir string, n int) (model, data string, want []float32) {
+	t.Helper()
+	model, data = filepath.Join(dir, "mlp.onnx"), filepath.Join(dir, "x.npy")
+	mlp(t, model)
+	x := ramp(n * 6)
+	for i := range x {
+		x[i] = x[i]*2 + float32(math.Cos(float64(i*i)))
+	}
+	writeNpy(t, data, []int{n, 6}, x)
+	return model, data, outputs(t, model, data, cpu)
+}
+
 // TestDense: Gemm and MatMul layers at full rank on every side reproduce the outputs; at
 // reduced ranks they are replaced by smaller Gemms, and the models pass the ONNX checker.
 func TestDense(t *testing.T) {
 	needRuntime(t)
 	dir := t.TempDir()
-	model, data := filepath.Join(dir, "mlp.onnx"), filepath.Join(dir, "x.npy")
-	mlp(t, model)
-	x := ramp(200 * 6)
-	for i := range x {
-		x[i] = x[i]*2 + float32(math.Cos(float64(i*i)))
-	}
-	writeNpy(t, data, []int{200, 6}, x)
-	want := outputs(t, model, data, cpu)
+	model, data, want := mlpData(t, dir, 200)
 	for _, side := range []rewrite.Side{rewrite.SideOutput, rewrite.SideInput, rewrite.SideBoth} {
 		out := filepath.Join(dir, string(side)+".onnx")
 		rep, err := runCompress(compressOptions{Model: model, Calib: data, Out: out, Calibration: cpu,
@@ -122,14 +129,7 @@ func TestDense(t *testing.T) {
 func TestDenseRefit(t *testing.T) {
 	needRuntime(t)
 	dir := t.TempDir()
-	model, data := filepath.Join(dir, "mlp.onnx"), filepath.Join(dir, "x.npy")
-	mlp(t, model)
-	x := ramp(300 * 6)
-	for i := range x {
-		x[i] = x[i]*2 + float32(math.Cos(float64(i*i)))
-	}
-	writeNpy(t, data, []int{300, 6}, x)
-	want := outputs(t, model, data, cpu)
+	model, data, want := mlpData(t, dir, 300)
 	relErr := func(got []float32) float64 {
 		var d, n float64
 		for i, w := range want {
