@@ -29,16 +29,27 @@ FUZZTIME ?= 100000x
 test: setup
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
-	@for f in FuzzNpy FuzzIDX FuzzPB FuzzReadStats; do \
-		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./calib || exit 1; done
+	@for f in dataset:FuzzNpy dataset:FuzzIDX dataset:FuzzPB calib:FuzzReadStats; do \
+		$(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) ./$${f%%:*} || exit 1; done
 
 bench: bench-calib bench-latency
 
-# Calibration overhead over plain inference, its peak memory, whole-process times (tables).
-bench-calib: setup build
-	$(BIN) bench overhead --host
-	$(BIN) bench memory --host
-	$(BIN) bench process
+# Calibration overhead over plain inference, its peak memory, whole-process times (tables), on
+# the bundled MNIST model (training images) and a ResNet-18 with random weights at 3x112x112
+# (exported once by testmodels/make_resnet.py, needs python3-torch) on random normal data.
+RESNET  := $(OUT)/resnet18_112.onnx
+IMAGES   = $(MNIST)/train-images-idx3-ubyte.gz
+
+$(RESNET):
+	@mkdir -p $(OUT)
+	/usr/bin/python3 testmodels/make_resnet.py --out $@.tmp --size 112 && mv $@.tmp $@
+
+bench-calib: setup build $(RESNET)
+	$(BIN) bench overhead $(MODEL) --calib $(IMAGES) --samples 10000 --host
+	$(BIN) bench overhead $(RESNET) --samples 256 --host
+	$(BIN) bench memory $(MODEL) --calib $(IMAGES) --host
+	$(BIN) bench memory $(RESNET) --samples 128,512 --batch 64
+	$(BIN) bench process $(MODEL) --calib $(IMAGES)
 
 # Latency of the demo's compressed model against the original, one thread, batch 1 and 64.
 bench-latency: demo

@@ -1,6 +1,8 @@
-// Package calib turns calibration data into statistics: it reads data sets (.npy, ONNX .pb
-// tensors, MNIST IDX), runs them through a model in onnxruntime capturing any tensors, and
-// accumulates each captured activation's channel mean and covariance in float64 as streaming
-// sums, with their PCA. Statistics files (.cps) keep those sums, so that shards of the data can
-// be calibrated apart (Shard, ShardFromEnv) and merged (MergeStats).
+// Package calib holds the statistics of calibration: streaming float64 sums (count, sum and
+// sum of outer products) of each captured activation's channels (Stats, Result), their PCA
+// (Eigen), and the versioned, checksummed statistics file (.cps) that keeps those sums so that
+// shards calibrated apart merge exactly (WriteStats, ReadStats, MergeStats).
+//
+// It is pure computation and file I/O: it must not import onnxruntime (package ort), the data
+// readers (package dataset) or the rewrite.
 package calib

@@ -139,3 +139,49 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// TestAddShifted: sums about a shift, converted by AddShifted, equal the raw sums AddNCHW
+// accumulates (both in float64), for a shift far from the data and one near it.
+func TestAddShifted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n, c, sp = 6, 5, 7
+	x := make([]float32, n*c*sp)
+	for i := range x {
+		x[i] = float32(100 + rng.NormFloat64()*float64(1+i%c))
+	}
+	want := NewStats(c)
+	want.AddNCHW(x, n, c, sp)
+	for _, shift := range [][]float64{{0, 0, 0, 0, 0}, {100, 99, 101, 100.5, 98}, {-3, 7, 1e3, 0, 2}} {
+		d := make([]float64, c)
+		g := make([]float64, c*c)
+		for i := 0; i < n; i++ {
+			for p := 0; p < sp; p++ {
+				for a := 0; a < c; a++ {
+					va := float64(x[(i*c+a)*sp+p]) - shift[a]
+					d[a] += va
+					for b := 0; b < c; b++ {
+						g[a*c+b] += va * (float64(x[(i*c+b)*sp+p]) - shift[b])
+					}
+				}
+			}
+		}
+		got := NewStats(c)
+		got.AddShifted(n*sp, shift, d, g)
+		if got.Count != want.Count {
+			t.Fatalf("Count %d, want %d", got.Count, want.Count)
+		}
+		for i := range want.Sum {
+			if e := math.Abs(got.Sum[i]-want.Sum[i]) / math.Abs(want.Sum[i]); e > 1e-13 {
+				t.Errorf("shift %v: Sum[%d] = %v, want %v", shift, i, got.Sum[i], want.Sum[i])
+			}
+		}
+		for a := 0; a < c; a++ {
+			for b := a; b < c; b++ {
+				w := want.Outer[a*c+b]
+				if e := math.Abs(got.Outer[a*c+b]-w) / math.Abs(w); e > 1e-12 {
+					t.Errorf("shift %v: Outer[%d,%d] = %v, want %v", shift, a, b, got.Outer[a*c+b], w)
+				}
+			}
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package rewrite
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -51,13 +50,9 @@ type Options struct {
 	// Rule is then unused.
 	TargetMACs float64
 	// Alloc is the loss Allocate ranks cuts by: AllocEnergy ("" too) or AllocSensitivity
-	// (which needs Sensitivity run on the plans first).
+	// (which needs each plan's measured losses set first, see Plan.SetSensitivity).
 	Alloc string
-	// Open reopens the calibration data, and Calib says how to run it, for what takes more
-	// passes over it: Sequential and AllocSensitivity.
-	Open  func() (calib.Reader, error)
-	Calib calib.Options
-	// Refit (with Sequential only) refits each reduced core by least squares to reproduce the
+	// Refit (with sequential statistics only, see package compress) refits each reduced core by least squares to reproduce the
 	// original model's outputs from the inputs the compressed model really gives it.
 	Refit bool
 	// Ridge is the relative ridge of the refit (see NormalEq.Solve); 0 means DefaultRidge.
@@ -138,7 +133,7 @@ func Compress(m *onnxio.Model, res *calib.Result, opts Options) (*Report, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := choose(m, plans, opts); err != nil {
+	if err := Choose(plans, opts); err != nil {
 		return nil, err
 	}
 	return Apply(m, plans, res.Samples, opts)
@@ -146,19 +141,15 @@ func Compress(m *onnxio.Model, res *calib.Result, opts Options) (*Report, error)
 
 // choose sets the ranks of the plans: by allocation under opts.TargetMACs (measuring
 // sensitivities first when asked), else by fixed ranks and the rule.
-func choose(m *onnxio.Model, plans []*Plan, opts Options) error {
+// Choose sets the ranks of the plans: by opts.Rule (or fixed or full ranks), or with
+// opts.TargetMACs by Allocate. AllocSensitivity needs every factorizable plan's measured losses
+// (Plan.SetSensitivity).
+func Choose(plans []*Plan, opts Options) error {
 	if opts.TargetMACs <= 0 {
 		return chooseRanks(plans, opts)
 	}
 	switch opts.Alloc {
-	case "", AllocEnergy:
-	case AllocSensitivity:
-		if opts.Open == nil {
-			return errors.New("sensitivity allocation needs the calibration data (Options.Open)")
-		}
-		if err := Sensitivity(m, plans, opts.Open, opts.Calib, opts); err != nil {
-			return err
-		}
+	case "", AllocEnergy, AllocSensitivity:
 	default:
 		return fmt.Errorf("unknown allocation %q (want %s or %s)", opts.Alloc, AllocEnergy, AllocSensitivity)
 	}

@@ -1,8 +1,12 @@
 // Package rewrite factorizes Conv (and Gemm/MatMul, dense.go) layers with the PCA of their
 // activations: the maths as pure functions on matrices (this file, refit.go), rank rules
-// (rank.go) and budgeted allocation (alloc.go, sensitivity.go), the cost model (cost.go), the
-// graph edit that replaces a layer by cheaper ones (conv.go, compress.go, sequential.go), and
-// the layer costs and before/after comparison of whole models (inspect.go, diff.go).
+// (rank.go) and budgeted allocation (alloc.go, sensitivity.go), the cost model (cost.go), and
+// the graph edits that replace a layer by cheaper ones (conv.go, compress.go, layerfit.go).
+// It works from statistics and measured losses handed to it (package calib's values); the
+// passes over data that produce them are package compress's.
+//
+// It must not import onnxruntime (package ort) or the data readers: its tests run without
+// an onnxruntime library.
 //
 // Output side: with V (out x k) the leading eigenvectors of the covariance of a Conv's output
 // and μ its mean, y = W∗x + b is approximated by its projection μ + V Vᵀ (y − μ), computed as

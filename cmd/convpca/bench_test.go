@@ -1,13 +1,13 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
-	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/testmodels"
 )
 
@@ -40,10 +40,11 @@ func TestBenchErrors(t *testing.T) {
 		{"bench"},
 		{"bench", "nosuch"},
 		{"bench", "latency"},
-		{"bench", "overhead", "extra"},
-		{"bench", "overhead", "--models", "vgg"},
-		{"bench", "memory", "--batch", "0"},
-		{"bench", "overhead", "--batch", "16,64"},
+		{"bench", "overhead"},
+		{"bench", "process", "a.onnx", "b.onnx"},
+		{"bench", "overhead", "m.onnx", "--input-shape", "3,x"},
+		{"bench", "memory", "m.onnx", "--batch", "0"},
+		{"bench", "overhead", "m.onnx", "--batch", "16,64"},
 		{"bench", "latency", "m.onnx", "--provider", "tpu"},
 		{"bench", "latency", "m.onnx", "--threads", "-1"},
 	} {
@@ -54,22 +55,24 @@ func TestBenchErrors(t *testing.T) {
 }
 
 // TestBenchSmall: overhead, memory and process on a few hundred MNIST images print their
-// tables; the ResNet is left out (it needs python3-torch and minutes).
+// tables.
 func TestBenchSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs calibrations in child processes")
 	}
 	needRuntime(t)
 	dir := mnistDir(t)
-	o := benchOptions{Models: []string{"mnist"}, Samples: []int{256}, Batches: []int{64}, Provider: calib.CPU, Repeat: 1, Runs: 1, MNIST: dir,
-		exe: func(args ...string) *exec.Cmd { return subprocessCmd(args...) }}
+	mnist := testmodels.Path("mnist_cnn.onnx")
+	o := benchOptions{Models: []string{mnist}, Samples: []int{256}, Batches: []int{64}, Provider: ort.CPU, Repeat: 1, Runs: 1,
+		Data: filepath.Join(dir, "train-images-idx3-ubyte.gz"),
+		exe:  func(args ...string) *exec.Cmd { return subprocessCmd(args...) }}
 	var out, errb strings.Builder
 
 	o.Kind = "overhead"
 	if err := runBench(o, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "| mnist | 256 | 64 | default | cpu |") {
+	if !strings.Contains(out.String(), "| mnist_cnn.onnx | 256 | 64 | default | cpu |") {
 		t.Errorf("bench overhead printed:\n%s", out.String())
 	}
 
@@ -78,7 +81,7 @@ func TestBenchSmall(t *testing.T) {
 	if err := runBench(o, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| mnist | 100 | 64 |", "| mnist | 300 | 64 |", "| mnist | 300 | 32 |"} {
+	for _, want := range []string{"| mnist_cnn.onnx | 100 | 64 |", "| mnist_cnn.onnx | 300 | 64 |", "| mnist_cnn.onnx | 300 | 32 |"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("bench memory printed no row %q:\n%s", want, out.String())
 		}
@@ -95,18 +98,26 @@ func TestBenchSmall(t *testing.T) {
 	t.Logf("\n%s", out.String())
 }
 
-// TestBenchResNetSkip: without torch the ResNet is skipped with a message, not an error.
-func TestBenchResNetSkip(t *testing.T) {
-	fake := filepath.Join(t.TempDir(), "python")
-	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
+// TestBenchRandomShape: random data follows the model input, --input-shape fills its dynamic
+// dimensions and must agree with its fixed ones.
+func TestBenchRandomShape(t *testing.T) {
+	in := ort.Input{Name: "x", Dims: []int64{-1, 3, -1, -1}}
+	if got, err := sampleShape(in, []int{3, 48, 320}); err != nil || !slices.Equal(got, []int{3, 48, 320}) {
+		t.Errorf("dynamic input with --input-shape: %v, %v", got, err)
 	}
-	var errb strings.Builder
-	models, err := benchModels(benchOptions{Models: []string{"resnet18"}, Python: fake, Work: t.TempDir()}, &errb)
-	if err != nil || len(models) != 0 {
-		t.Fatalf("benchModels: %v, %d models", err, len(models))
+	for _, tc := range []struct {
+		given []int
+		want  string
+	}{
+		{nil, `model input "x" has shape ?x3x?x?; pass --input-shape for its dynamic dimensions`},
+		{[]int{4, 48, 320}, `--input-shape 4,48,320 does not fit model input "x" of shape ?x3x?x? (batch first)`},
+		{[]int{3, 48}, `--input-shape 3,48 has 2 dimensions; model input "x" has ?x3x?x? (batch first)`},
+	} {
+		if _, err := sampleShape(in, tc.given); err == nil || err.Error() != tc.want {
+			t.Errorf("sampleShape(%v): %v, want %q", tc.given, err, tc.want)
+		}
 	}
-	if !strings.Contains(errb.String(), "resnet18 skipped: "+fake+" has no torch") {
-		t.Errorf("stderr %q", errb.String())
+	if got, err := sampleShape(ort.Input{Name: "x"}, []int{2, 5}); err != nil || !slices.Equal(got, []int{2, 5}) {
+		t.Errorf("undeclared input with --input-shape: %v, %v", got, err)
 	}
 }

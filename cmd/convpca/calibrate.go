@@ -10,7 +10,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/rewrite"
 )
 
@@ -18,7 +20,7 @@ import (
 type calibrateOptions struct {
 	Model, Calib, Out string
 	Shard, Shards     int // shard i of n; 0, 0 for all the data
-	Calibration       calib.Options
+	Calibration       ort.Options
 }
 
 func init() { commands = append(commands, calibrateCommand) }
@@ -72,7 +74,7 @@ func parseShard(s string) (i, n int, err error) {
 	case "":
 		return 0, 0, nil
 	case "env":
-		i, n, err := calib.ShardFromEnv()
+		i, n, err := dataset.ShardFromEnv()
 		if err != nil {
 			return 0, 0, usagef("--shard env: %v", err)
 		}
@@ -113,23 +115,23 @@ func runCalibrate(o calibrateOptions, stdout, stderr io.Writer) (*calib.StatsFil
 	defer r.Close()
 	opts := o.Calibration
 	if opts.MaxSamples > 0 {
-		r = calib.Limit(r, opts.MaxSamples)
+		r = dataset.Limit(r, opts.MaxSamples)
 		opts.MaxSamples = 0
 	}
 	total := r.Len()
 	f := &calib.StatsFile{Version: calib.StatsVersion, ModelHash: hash}
 	what := "all data"
 	if o.Shards > 0 {
-		start, count := calib.ShardRange(total, o.Shard, o.Shards)
+		start, count := dataset.ShardRange(total, o.Shard, o.Shards)
 		what = fmt.Sprintf("shard %d/%d (samples %d-%d of %d)", o.Shard, o.Shards, start, start+count-1, total)
 		if count == 0 {
 			what = fmt.Sprintf("shard %d/%d (no samples: %d shards of %d samples)", o.Shard, o.Shards, o.Shards, total)
 		}
-		if r, err = calib.Shard(r, o.Shard, o.Shards); err != nil {
+		if r, err = dataset.Shard(r, o.Shard, o.Shards); err != nil {
 			return nil, err
 		}
 		f.Shard, f.Shards, f.ShardsSeen, f.ShardCount = o.Shard, o.Shards, []int{o.Shard}, o.Shards
-		if in, err := calib.ModelInput(m); err == nil && len(in.Dims) > 0 && in.Dims[0] > 0 && count%int(in.Dims[0]) != 0 && opts.Runtime.Warn != nil {
+		if in, err := ort.ModelInput(m); err == nil && len(in.Dims) > 0 && in.Dims[0] > 0 && count%int(in.Dims[0]) != 0 && opts.Runtime.Warn != nil {
 			opts.Runtime.Warn(fmt.Sprintf("model input has a fixed batch of %d: the last %d samples of this shard are left out", in.Dims[0], count%int(in.Dims[0])))
 		}
 	}
@@ -138,7 +140,7 @@ func runCalibrate(o calibrateOptions, stdout, stderr io.Writer) (*calib.StatsFil
 			opts.Runtime.Warn(what + "; writing empty statistics")
 		}
 		f.Result = &calib.Result{Stats: map[string]*calib.Stats{}, Shapes: map[string][]int64{}}
-	} else if f.Result, err = calib.Collect(m, r, targets, opts); err != nil {
+	} else if f.Result, err = ort.Collect(m, r, targets, opts); err != nil {
 		return nil, fmt.Errorf("calibration: %w", err)
 	}
 	if err := calib.WriteStats(o.Out, f); err != nil {

@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/rewrite"
 	"github.com/convpca/convpca/testmodels"
 )
@@ -125,13 +127,13 @@ func TestShardedCalibration(t *testing.T) {
 	}
 	compareEigen(t, merged, whole, targets)
 	// And the file matches statistics collected in this process.
-	r, err := calib.Open(data)
+	r, err := dataset.Open(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := cpu
 	opts.Batch = 11
-	direct, err := calib.Collect(m, r, targets, opts)
+	direct, err := ort.Collect(m, r, targets, opts)
 	r.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,11 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/compress"
+	"github.com/convpca/convpca/dataset"
+	"github.com/convpca/convpca/internal/plots"
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/rewrite"
 )
 
@@ -21,7 +25,7 @@ type compressOptions struct {
 	Model, Calib, Out string
 	Stats             string // statistics file used instead of calibrating
 	Rewrite           rewrite.Options
-	Calibration       calib.Options
+	Calibration       ort.Options
 	Sequential        bool
 	Search            searchOptions
 	Report            string    // path of the JSON report, or ""
@@ -189,53 +193,37 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	if err != nil {
 		return nil, err
 	}
-	targets := rewrite.Targets(m)
-	if len(targets) == 0 {
+	if len(rewrite.Targets(m)) == 0 {
 		return nil, fmt.Errorf("model %s has no Conv, Gemm or MatMul layer in its main graph", o.Model)
 	}
 	if err := rewrite.CheckRanks(m, o.Rewrite); err != nil {
 		return nil, err
 	}
-	res, err := statistics(m, targets, o)
+	res, err := statistics(m, o)
 	if err != nil {
 		return nil, err
 	}
-	compress := func(target float64) (*onnxio.Model, *rewrite.Report, error) {
-		out, opts := m.Clone(), o.Rewrite
-		if target > 0 {
-			opts.TargetMACs = target
-		}
-		var rep *rewrite.Report
-		var err error
-		opts.Open = func() (calib.Reader, error) { return calib.Open(o.Calib) }
-		opts.Calib = o.Calibration
-		opts.Calib.MaxSamples = len0(o.Calibration.MaxSamples, res.Samples)
-		if o.Sequential {
-			rep, err = rewrite.Sequential(out, res, opts)
-		} else {
-			rep, err = rewrite.Compress(out, res, opts)
-		}
-		return out, rep, err
+	copts := compress.Options{Rewrite: o.Rewrite, Runtime: o.Calibration, Sequential: o.Sequential}
+	var data compress.Data
+	if o.Calib != "" {
+		data = func() (dataset.Reader, error) { return dataset.Open(o.Calib) }
 	}
-	var (
-		out    *onnxio.Model
-		rep    *rewrite.Report
-		probes []rewrite.Probe
-	)
 	if o.Search.active() {
-		out, rep, probes, err = search(m, compress, o, stdout, stderr)
-	} else {
-		out, rep, err = compress(0)
+		if copts.Bound, err = bound(o); err != nil {
+			return nil, err
+		}
 	}
+	result, err := compress.Run(m, res, data, copts, stdout)
 	if err != nil {
 		return nil, err
 	}
+	out, rep, probes := result.Model, result.Report, result.Probes
 	if err := onnxio.SaveWith(o.Out, out, onnxio.SaveOptions{External: o.External}); err != nil {
 		return nil, err
 	}
 	printReport(stdout, rep)
 	if o.Plots != "" {
-		if err := writePlots(o.Plots, rep, probes); err != nil {
+		if err := plots.Write(o.Plots, rep, probes); err != nil {
 			return nil, err
 		}
 	}
@@ -253,7 +241,7 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 }
 
 // statistics reads the --stats file, or calibrates on the --calib data.
-func statistics(m *onnxio.Model, targets []string, o compressOptions) (*calib.Result, error) {
+func statistics(m *onnxio.Model, o compressOptions) (*calib.Result, error) {
 	if o.Stats != "" {
 		return loadStats(o.Stats, m)
 	}
@@ -265,20 +253,9 @@ func statistics(m *onnxio.Model, targets []string, o compressOptions) (*calib.Re
 	copts := o.Calibration
 	bar := newProgress(o.Stderr, "calibrating", o.Calibration.Runtime.Warn == nil)
 	copts.Progress = bar.Update
-	res, err := calib.Collect(m, r, targets, copts)
+	res, err := compress.Calibrate(m, r, copts)
 	bar.Done()
-	if err != nil {
-		return nil, fmt.Errorf("calibration: %w", err)
-	}
-	return res, nil
-}
-
-// len0 returns n, or def when n is 0.
-func len0(n, def int) int {
-	if n == 0 {
-		return def
-	}
-	return n
+	return res, err
 }
 
 // ruleText says how ranks were chosen, for the report.
@@ -308,7 +285,7 @@ type jsonReport struct {
 	Output string `json:"output"`
 	Rule   string `json:"rule"`
 	// Probes of a --max-drop/--max-error search, in order.
-	Probes []rewrite.Probe `json:"probes,omitempty"`
+	Probes []compress.Probe `json:"probes,omitempty"`
 	*rewrite.Report
 }
 

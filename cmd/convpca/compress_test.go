@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/convpca/convpca/compress"
 	"github.com/convpca/convpca/onnxio"
-	"github.com/convpca/convpca/rewrite"
 	"github.com/convpca/convpca/testmodels"
 )
 
@@ -139,7 +139,7 @@ func TestSearchNoneWithin(t *testing.T) {
 		t.Errorf("no warning that evaluation data is the calibration data: %q", stderr)
 	}
 	var rep struct {
-		Probes []rewrite.Probe `json:"probes"`
+		Probes []compress.Probe `json:"probes"`
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "r.json")); err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Probes) != 3 {
 		t.Errorf("report probes: %+v (%v)", rep.Probes, err)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/rewrite"
 )
@@ -70,7 +70,7 @@ func TestFullRankConformance(t *testing.T) {
 
 func readTensor(t *testing.T, path string) []float32 {
 	t.Helper()
-	r, err := calib.Open(path)
+	r, err := dataset.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/analyze"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
-	"github.com/convpca/convpca/rewrite"
+	"github.com/convpca/convpca/ort"
 )
 
 func init() { commands = append(commands, diffCommand) }
@@ -22,8 +23,8 @@ type diffOptions struct {
 	Before, After string
 	Data          string // data to compare the outputs on, or ""
 	InputShape    inputShape
-	Format        string        // "text", "json" or "markdown"
-	Runtime       calib.Options // for the shape runs and the comparison
+	Format        string      // "text", "json" or "markdown"
+	Runtime       ort.Options // for the shape runs and the comparison
 }
 
 // diffMaxSamples is diff's default --max-samples.
@@ -114,9 +115,9 @@ type diffDocument struct {
 	After            modelDocument       `json:"after"`
 	InputShape       diffPair[shapeMap]  `json:"input_shape"`
 	ShapesFrom       diffPair[string]    `json:"shapes_from"`
-	Changes          rewrite.Changes     `json:"changes"`
-	Layers           []rewrite.LayerDiff `json:"layers"`
-	Total            rewrite.TotalDiff   `json:"total"`
+	Changes          analyze.Changes     `json:"changes"`
+	Layers           []analyze.LayerDiff `json:"layers"`
+	Total            analyze.TotalDiff   `json:"total"`
 	OutputComparison *outputComparison   `json:"output_comparison"`
 }
 
@@ -131,13 +132,13 @@ type diffPair[T any] struct {
 
 type modelDocument struct {
 	Model string `json:"model"`
-	rewrite.Summary
+	analyze.Summary
 }
 
 type outputComparison struct {
 	Data    string               `json:"data"`
 	Samples int                  `json:"samples"`
-	Outputs []rewrite.OutputDiff `json:"outputs"`
+	Outputs []analyze.OutputDiff `json:"outputs"`
 }
 
 // runDiff compares two models and prints the comparison in o.Format.
@@ -159,7 +160,7 @@ func runDiff(o diffOptions, stdout io.Writer) (*diffDocument, error) {
 	if err != nil {
 		return nil, fmt.Errorf("after: %w", err)
 	}
-	d, err := rewrite.Diff(before, after, sb, sa)
+	d, err := analyze.Diff(before, after, sb, sa)
 	if err != nil {
 		return nil, err
 	}
@@ -187,18 +188,18 @@ func runDiff(o diffOptions, stdout io.Writer) (*diffDocument, error) {
 	return doc, nil
 }
 
-func compareOn(before, after *onnxio.Model, data string, opts calib.Options) (*outputComparison, error) {
-	rb, err := calib.Open(data)
+func compareOn(before, after *onnxio.Model, data string, opts ort.Options) (*outputComparison, error) {
+	rb, err := dataset.Open(data)
 	if err != nil {
 		return nil, err
 	}
 	defer rb.Close()
-	ra, err := calib.Open(data)
+	ra, err := dataset.Open(data)
 	if err != nil {
 		return nil, err
 	}
 	defer ra.Close()
-	n, outs, err := rewrite.CompareOutputs(before, after, rb, ra, opts)
+	n, outs, err := analyze.CompareOutputs(before, after, rb, ra, opts)
 	if err != nil {
 		return nil, fmt.Errorf("compare outputs: %w", err)
 	}
@@ -232,7 +233,7 @@ func changeLines(d *diffDocument, code func(string) string) []string {
 	}
 	for _, list := range []struct {
 		what    string
-		changes []rewrite.DeclChange
+		changes []analyze.DeclChange
 	}{{"input", c.Inputs}, {"output", c.Outputs}} {
 		for _, ch := range list.changes {
 			switch ch.Change {
@@ -248,13 +249,13 @@ func changeLines(d *diffDocument, code func(string) string) []string {
 	return lines
 }
 
-func declText(d *rewrite.Decl) string {
-	return d.Type + " " + rewrite.DimsString(d.Dims)
+func declText(d *analyze.Decl) string {
+	return d.Type + " " + analyze.DimsString(d.Dims)
 }
 
 // changeText is the change column: the status, and what replaced a layer.
-func changeText(l rewrite.LayerDiff, code func(string) string) string {
-	if l.Status != rewrite.Replaced {
+func changeText(l analyze.LayerDiff, code func(string) string) string {
+	if l.Status != analyze.Replaced {
 		return string(l.Status)
 	}
 	names := make([]string, len(l.ReplacedBy))

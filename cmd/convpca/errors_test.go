@@ -110,6 +110,7 @@ func TestErrors(t *testing.T) {
 		code int
 		want string
 	}{
+		{"unknown command", nil, []string{"nosuch"}, 2, `no command "nosuch" (see convpca --help)`},
 		{"not onnx", nil, []string{"compress", text, "--calib", good, "--out", out}, 1, "not a valid ONNX model"},
 		{"truncated", nil, []string{"compress", truncated, "--calib", good, "--out", out}, 1, "not a valid ONNX model"},
 		{"missing model", nil, []string{"compress", filepath.Join(dir, "none.onnx"), "--calib", good, "--out", out}, 1, "no such file or directory"},

@@ -6,8 +6,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/ort"
 )
 
 func init() { commands = append(commands, evalCommand) }
@@ -36,7 +37,7 @@ func evalCommand() *cli.Command {
 }
 
 // runEval prints and returns the top-1 accuracy of the model on the data.
-func runEval(model, data, labels string, opts calib.Options, stdout io.Writer) (float64, error) {
+func runEval(model, data, labels string, opts ort.Options, stdout io.Writer) (float64, error) {
 	m, err := onnxio.Load(model)
 	if err != nil {
 		return 0, err
@@ -46,11 +47,11 @@ func runEval(model, data, labels string, opts calib.Options, stdout io.Writer) (
 		return 0, err
 	}
 	defer r.Close()
-	y, err := calib.OpenLabels(labels)
+	y, err := dataset.OpenLabels(labels)
 	if err != nil {
 		return 0, err
 	}
-	acc, n, err := calib.Accuracy(m, r, y, opts)
+	acc, n, err := ort.Accuracy(m, r, y, opts)
 	if err != nil {
 		return 0, err
 	}

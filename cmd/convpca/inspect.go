@@ -11,9 +11,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/analyze"
 	"github.com/convpca/convpca/onnxio"
-	"github.com/convpca/convpca/rewrite"
+	"github.com/convpca/convpca/ort"
 )
 
 func init() { commands = append(commands, inspectCommand) }
@@ -23,7 +23,7 @@ type inspectOptions struct {
 	Model      string
 	InputShape inputShape
 	JSON       bool
-	Runtime    calib.Options // for the run that infers shapes when the model does not declare them
+	Runtime    ort.Options // for the run that infers shapes when the model does not declare them
 }
 
 func inspectCommand() *cli.Command {
@@ -76,15 +76,15 @@ func shapeRuntimeFlags(provider string) []cli.Flag {
 }
 
 // shapeOptions reads the flags of shapeRuntimeFlags.
-func shapeOptions(c *cli.Context) (calib.Options, error) {
-	p, err := calib.ParseProvider(c.String("provider"))
+func shapeOptions(c *cli.Context) (ort.Options, error) {
+	p, err := ort.ParseProvider(c.String("provider"))
 	if err != nil {
-		return calib.Options{}, usageError{err.Error()}
+		return ort.Options{}, usageError{err.Error()}
 	}
 	if c.Int("threads") < 0 {
-		return calib.Options{}, usagef("--threads must be >= 0")
+		return ort.Options{}, usagef("--threads must be >= 0")
 	}
-	o := calib.Options{Runtime: calib.RuntimeOptions{Library: c.String("ort-lib"), Provider: p, Threads: c.Int("threads")}}
+	o := ort.Options{Runtime: ort.RuntimeOptions{Library: c.String("ort-lib"), Provider: p, Threads: c.Int("threads")}}
 	if !c.Bool("quiet") {
 		stderr := c.App.ErrWriter
 		o.Runtime.Warn = func(msg string) { fmt.Fprintf(stderr, "convpca: warning: %s\n", msg) }
@@ -123,7 +123,7 @@ func parseInputShape(s string) (inputShape, error) {
 
 // modelShapes returns the shapes of m's layer tensors for the --input-shape value, and where
 // they came from: "value_info" or "onnxruntime".
-func modelShapes(m *onnxio.Model, in inputShape, opts calib.Options) (map[string][]int64, string, error) {
+func modelShapes(m *onnxio.Model, in inputShape, opts ort.Options) (map[string][]int64, string, error) {
 	if in.Name != "" {
 		var names []string
 		for _, vi := range m.Graph.Inputs() {
@@ -133,16 +133,16 @@ func modelShapes(m *onnxio.Model, in inputShape, opts calib.Options) (map[string
 			return nil, "", usagef("--input-shape names %q, but the model's inputs are %s", in.Name, strings.Join(names, ", "))
 		}
 	}
-	if s, ok := rewrite.StaticShapes(m, in.Dims); ok {
+	if s, ok := analyze.StaticShapes(m, in.Dims); ok {
 		return s, "value_info", nil
 	}
-	s, err := rewrite.Shapes(m, in.Dims, opts)
+	s, err := analyze.Shapes(m, in.Dims, opts)
 	return s, "onnxruntime", err
 }
 
 // inputsUsed returns, for each run-time input of m, the shape the costs are for, and the
 // values taken by dynamic dimensions, by dim_param ("?" for an unnamed one).
-func inputsUsed(sum rewrite.Summary, shapes map[string][]int64) (map[string][]int64, map[string]int64) {
+func inputsUsed(sum analyze.Summary, shapes map[string][]int64) (map[string][]int64, map[string]int64) {
 	used, dynamic := map[string][]int64{}, map[string]int64{}
 	for _, d := range sum.Inputs {
 		s, ok := shapes[d.Name]
@@ -162,11 +162,11 @@ func inputsUsed(sum rewrite.Summary, shapes map[string][]int64) (map[string][]in
 // inspectDocument is the --json output of inspect.
 type inspectDocument struct {
 	Model string `json:"model"`
-	rewrite.Summary
+	analyze.Summary
 	InputShape map[string][]int64  `json:"input_shape"`  // the shape of each input the costs are for
 	Dynamic    map[string]int64    `json:"dynamic_dims"` // the size taken by each dynamic input dimension, by dim_param
 	ShapesFrom string              `json:"shapes_from"`  // "value_info" or "onnxruntime"
-	Layers     []rewrite.LayerInfo `json:"layers"`
+	Layers     []analyze.LayerInfo `json:"layers"`
 	Total      inspectTotal        `json:"total"`
 }
 
@@ -186,13 +186,13 @@ func runInspect(o inspectOptions, stdout io.Writer) (*inspectDocument, error) {
 	if err != nil {
 		return nil, err
 	}
-	layers, err := rewrite.Layers(m, shapes)
+	layers, err := analyze.Layers(m, shapes)
 	if err != nil {
 		return nil, err
 	}
-	doc := &inspectDocument{Model: o.Model, Summary: rewrite.Summarize(m), ShapesFrom: from, Layers: layers}
+	doc := &inspectDocument{Model: o.Model, Summary: analyze.Summarize(m), ShapesFrom: from, Layers: layers}
 	if doc.Layers == nil {
-		doc.Layers = []rewrite.LayerInfo{}
+		doc.Layers = []analyze.LayerInfo{}
 	}
 	doc.InputShape, doc.Dynamic = inputsUsed(doc.Summary, shapes)
 	for _, l := range layers {
@@ -243,7 +243,7 @@ func shapesSource(from string) string {
 }
 
 // dynamicNote says which sizes the dynamic dimensions of an input took: " (N = 1)".
-func dynamicNote(d rewrite.Decl, used []int64) string {
+func dynamicNote(d analyze.Decl, used []int64) string {
 	var parts []string
 	for i, dim := range d.Dims {
 		if dim.Size == 0 && i < len(used) {

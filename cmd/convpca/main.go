@@ -35,7 +35,12 @@ func main() {
 // run runs the command line args and returns the exit code; errors go to stderr as one line.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
+	missing := ""
+	app.CommandNotFound = func(c *cli.Context, name string) { missing = name }
 	err := app.Run(flagsFirst(app, args))
+	if err == nil && missing != "" {
+		err = usagef("no command %q (see convpca --help)", missing)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -74,11 +79,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run decides exit codes
 		OnUsageError:    onUsage,
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(stderr, "convpca: no command %q (see convpca --help)\n", name)
-			os.Exit(exitUsage)
-		},
-		Commands: cmds,
+		Commands:        cmds,
 	}
 }
 

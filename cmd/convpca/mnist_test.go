@@ -11,7 +11,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/compress"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/rewrite"
 	"github.com/convpca/convpca/testmodels"
 )
@@ -169,7 +170,7 @@ func TestMNISTMaxDrop(t *testing.T) {
 	}
 	t.Logf("\n%s", stdout)
 	var rep struct {
-		Probes []rewrite.Probe `json:"probes"`
+		Probes []compress.Probe `json:"probes"`
 		Total  struct {
 			MACs int64 `json:"macs"`
 		} `json:"total_after"`
@@ -184,7 +185,7 @@ func TestMNISTMaxDrop(t *testing.T) {
 	if len(rep.Probes) < 2 {
 		t.Fatalf("report lists %d probes", len(rep.Probes))
 	}
-	var best *rewrite.Probe
+	var best *compress.Probe
 	for i, p := range rep.Probes {
 		if p.OK && (best == nil || p.MACs < best.MACs) {
 			best = &rep.Probes[i]
@@ -211,12 +212,12 @@ func TestMNISTMaxDrop(t *testing.T) {
 // their paths ({images, labels} each).
 func splitMNIST(t *testing.T, data, dir string) (first, second [2]string) {
 	t.Helper()
-	r, err := calib.Open(filepath.Join(data, "t10k-images-idx3-ubyte.gz"))
+	r, err := dataset.Open(filepath.Join(data, "t10k-images-idx3-ubyte.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	labels, err := calib.OpenLabels(filepath.Join(data, "t10k-labels-idx1-ubyte.gz"))
+	labels, err := dataset.OpenLabels(filepath.Join(data, "t10k-labels-idx1-ubyte.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/rewrite"
 )
 
@@ -20,7 +21,7 @@ const testdata = "/usr/share/libonnx-testdata/data"
 // its absence is a failure.
 func needRuntime(t *testing.T) {
 	t.Helper()
-	if err := calib.InitRuntime(""); err != nil {
+	if err := ort.InitRuntime(""); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("CI must have onnxruntime: %v", err)
 		}
@@ -46,22 +47,22 @@ func cliRun(args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-var cpu = calib.Options{Runtime: calib.RuntimeOptions{Provider: calib.CPU}}
+var cpu = ort.Options{Runtime: ort.RuntimeOptions{Provider: ort.CPU}}
 
 // outputs runs the model on the data and returns its first output.
-func outputs(t *testing.T, model, data string, opts calib.Options) []float32 {
+func outputs(t *testing.T, model, data string, opts ort.Options) []float32 {
 	t.Helper()
 	m, err := onnxio.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := calib.Open(data)
+	r, err := dataset.Open(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	var out []float32
-	_, err = calib.Infer(m, r, nil, opts, func(b calib.Batch) error {
+	_, err = ort.Infer(m, r, nil, opts, func(b ort.Batch) error {
 		out = append(out, b.Outputs[0].Data...)
 		return nil
 	})

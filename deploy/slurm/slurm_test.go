@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/testmodels"
 )
 
@@ -54,7 +56,7 @@ func TestSlurm(t *testing.T) {
 	}
 	need(t, len(missing) == 0, fmt.Sprintf("Slurm is not installed (no %s); run .ci/setup-slurm", strings.Join(missing, ", ")))
 	need(t, os.Geteuid() == 0, "the Slurm daemons must run as root")
-	lib, err := calib.FindLibrary("")
+	lib, err := ort.FindLibrary("")
 	need(t, err == nil, fmt.Sprint(err))
 
 	dir := t.TempDir()
@@ -172,14 +174,14 @@ func infer(t *testing.T, model, data string) []float32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := calib.Open(data)
+	r, err := dataset.Open(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	var out []float32
-	opts := calib.Options{Runtime: calib.RuntimeOptions{Provider: calib.CPU}}
-	if _, err := calib.Infer(m, r, nil, opts, func(b calib.Batch) error {
+	opts := ort.Options{Runtime: ort.RuntimeOptions{Provider: ort.CPU}}
+	if _, err := ort.Infer(m, r, nil, opts, func(b ort.Batch) error {
 		out = append(out, b.Outputs[0].Data...)
 		return nil
 	}); err != nil {

@@ -1,4 +1,7 @@
-package main
+// Package plots draws the PNG plots of a compression (gonum/plot): each layer's eigenvalue
+// spectra with the chosen ranks, and a guarded search's quality against MACs. It reads reports
+// and probes only; it runs no model.
+package plots
 
 import (
 	"fmt"
@@ -18,6 +21,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
+	"github.com/convpca/convpca/compress"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/rewrite"
 )
@@ -40,12 +44,12 @@ var (
 	gridColor = color.Gray{Y: 0xdd}
 )
 
-// writePlots writes PNG plots of a compression into dir, creating it if needed: for each
+// Write writes PNG plots of a compression into dir, creating it if needed: for each
 // applied layer, <layer>.png with its normalised eigenvalue spectra λᵢ/λ₁ (rep.Layers[i].InSpectrum
 // and OutSpectrum, log scale) and the chosen ranks marked; with probes (a --max-drop or
 // --max-error search), search.png with the accuracy or error of each probe against its MACs
 // reduction. Layer names are sanitised into file names (see plotFileNames).
-func writePlots(dir string, rep *rewrite.Report, probes []rewrite.Probe) error {
+func Write(dir string, rep *rewrite.Report, probes []compress.Probe) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("plots: %w", err)
 	}
@@ -218,7 +222,7 @@ func normalisedSpectrum(spec []float64) plotter.XYs {
 // reduction, within bound and over it marked apart, the kept probe ringed. The y axis zooms
 // on the bound: a probe far past it (score over offScale) sits on the axis's edge, labelled
 // with its value, so that a collapse at the largest reduction does not flatten the rest.
-func searchPlot(probes []rewrite.Probe) *plot.Plot {
+func searchPlot(probes []compress.Probe) *plot.Plot {
 	p := newPlot()
 	p.Title.Text = "MACs target search"
 	p.X.Label.Text = "MACs reduction (x)"
@@ -227,7 +231,7 @@ func searchPlot(probes []rewrite.Probe) *plot.Plot {
 	p.Add(grid())
 
 	// The probes drawn, in order of reduction.
-	var sorted []rewrite.Probe
+	var sorted []compress.Probe
 	accuracy := false
 	for _, pr := range probes {
 		if pr.MACRatio > 0 && !math.IsInf(pr.MACRatio, 0) && !math.IsNaN(pr.Score) && !math.IsInf(pr.Score, 0) {
@@ -344,7 +348,7 @@ func searchPlot(probes []rewrite.Probe) *plot.Plot {
 // offScale is the largest score searchPlot draws at its place: three times the smallest
 // score over the bound (and at least 1.5 times the largest within it), or +Inf when no
 // probe failed.
-func offScale(probes []rewrite.Probe) float64 {
+func offScale(probes []compress.Probe) float64 {
 	minBad, maxOK := math.Inf(1), math.Inf(-1)
 	for _, pr := range probes {
 		if pr.OK {

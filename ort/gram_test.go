@@ -1,4 +1,4 @@
-package calib
+package ort
 
 import (
 	"errors"
@@ -12,55 +12,12 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/onnxio/onnxpb"
 	"github.com/convpca/convpca/testmodels"
 )
-
-// TestAddShifted: sums about a shift, converted by AddShifted, equal the raw sums AddNCHW
-// accumulates (both in float64), for a shift far from the data and one near it.
-func TestAddShifted(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 8))
-	const n, c, sp = 6, 5, 7
-	x := make([]float32, n*c*sp)
-	for i := range x {
-		x[i] = float32(100 + rng.NormFloat64()*float64(1+i%c))
-	}
-	want := NewStats(c)
-	want.AddNCHW(x, n, c, sp)
-	for _, shift := range [][]float64{{0, 0, 0, 0, 0}, {100, 99, 101, 100.5, 98}, {-3, 7, 1e3, 0, 2}} {
-		d := make([]float64, c)
-		g := make([]float64, c*c)
-		for i := 0; i < n; i++ {
-			for p := 0; p < sp; p++ {
-				for a := 0; a < c; a++ {
-					va := float64(x[(i*c+a)*sp+p]) - shift[a]
-					d[a] += va
-					for b := 0; b < c; b++ {
-						g[a*c+b] += va * (float64(x[(i*c+b)*sp+p]) - shift[b])
-					}
-				}
-			}
-		}
-		got := NewStats(c)
-		got.AddShifted(n*sp, shift, d, g)
-		if got.Count != want.Count {
-			t.Fatalf("Count %d, want %d", got.Count, want.Count)
-		}
-		for i := range want.Sum {
-			if e := math.Abs(got.Sum[i]-want.Sum[i]) / math.Abs(want.Sum[i]); e > 1e-13 {
-				t.Errorf("shift %v: Sum[%d] = %v, want %v", shift, i, got.Sum[i], want.Sum[i])
-			}
-		}
-		for a := 0; a < c; a++ {
-			for b := a; b < c; b++ {
-				w := want.Outer[a*c+b]
-				if e := math.Abs(got.Outer[a*c+b]-w) / math.Abs(w); e > 1e-12 {
-					t.Errorf("shift %v: Outer[%d,%d] = %v, want %v", shift, a, b, got.Outer[a*c+b], w)
-				}
-			}
-		}
-	}
-}
 
 // needORT skips a test when the onnxruntime library is missing, except under CI.
 func needORT(t *testing.T) {
@@ -92,14 +49,14 @@ func convTensors(m *onnxio.Model) []string {
 
 // eigenError compares the eigenvalues of a and b (the reference): the relative error of the
 // largest, and the largest relative error over those at least 1e-3 of the largest.
-func eigenError(t *testing.T, a, b *Stats, centred bool) (top, down float64) {
+func eigenError(t *testing.T, a, b *calib.Stats, centred bool) (top, down float64) {
 	t.Helper()
-	m := func(s *Stats) PCA {
+	m := func(s *calib.Stats) calib.PCA {
 		c := s.SecondMoment()
 		if centred {
 			c = s.Covariance()
 		}
-		p, err := Eigen(c)
+		p, err := calib.Eigen(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,25 +85,25 @@ func TestGramMatchesHost(t *testing.T) {
 	type tc struct {
 		name  string
 		model string
-		data  func() (Reader, error)
+		data  func() (dataset.Reader, error)
 	}
 	mnist := testmodels.Path("mnist_cnn.onnx")
 	cases := []tc{
-		{"mnist/mean100", mnist, func() (Reader, error) { return Normal([]int{1, 28, 28}, 300, 100, 1, 1), nil }},
-		{"conv1d/mean100", testmodels.Path("tiny/conv1d.onnx"), func() (Reader, error) { return Normal([]int{4, 20}, 200, 100, 1, 2), nil }},
+		{"mnist/mean100", mnist, func() (dataset.Reader, error) { return dataset.Normal([]int{1, 28, 28}, 300, 100, 1, 1), nil }},
+		{"conv1d/mean100", testmodels.Path("tiny/conv1d.onnx"), func() (dataset.Reader, error) { return dataset.Normal([]int{4, 20}, 200, 100, 1, 2), nil }},
 		{"conv3d/mean100", testmodels.Path("tiny/conv3d.onnx"), nil},
-		{"conv_pad_stride", testmodels.Path("tiny/conv_pad_stride.onnx"), func() (Reader, error) { return Normal([]int{3, 9, 9}, 100, 0.5, 1, 3), nil }},
+		{"conv_pad_stride", testmodels.Path("tiny/conv_pad_stride.onnx"), func() (dataset.Reader, error) { return dataset.Normal([]int{3, 9, 9}, 100, 0.5, 1, 3), nil }},
 		{"grouped", testmodels.Path("tiny/grouped.onnx"), nil},
 		{"shared_weight", testmodels.Path("tiny/shared_weight.onnx"), nil},
 	}
 	if dir, err := testmodels.MNISTDir(); err == nil {
 		if _, err := os.Stat(filepath.Join(dir, "train-images-idx3-ubyte.gz")); err == nil {
-			cases = append([]tc{{"mnist/train2000", mnist, func() (Reader, error) {
-				r, err := Open(filepath.Join(dir, "train-images-idx3-ubyte.gz"))
+			cases = append([]tc{{"mnist/train2000", mnist, func() (dataset.Reader, error) {
+				r, err := dataset.Open(filepath.Join(dir, "train-images-idx3-ubyte.gz"))
 				if err != nil {
 					return nil, err
 				}
-				return Limit(r, 2000), nil
+				return dataset.Limit(r, 2000), nil
 			}}}, cases...)
 		}
 	} else {
@@ -170,13 +127,13 @@ func TestGramMatchesHost(t *testing.T) {
 				for i, d := range in.Dims[1:] {
 					shape[i] = int(d)
 				}
-				data = func() (Reader, error) { return Normal(shape, 150, 100, 1, 4), nil }
+				data = func() (dataset.Reader, error) { return dataset.Normal(shape, 150, 100, 1, 4), nil }
 			}
 			tensors := convTensors(m)
 			if _, _, err := gramModel(m, tensors); err != nil {
 				t.Fatalf("no in-graph statistics for %s: %v", c.model, err)
 			}
-			run := func(host bool) *Result {
+			run := func(host bool) *calib.Result {
 				r, err := data()
 				if err != nil {
 					t.Fatal(err)
@@ -263,9 +220,9 @@ func TestGramCapture(t *testing.T) {
 			t.Fatal(err)
 		}
 		m1.Proto.OpsetImport[0].Version = proto.Int64(opset)
-		var res [2]*Result
+		var res [2]*calib.Result
 		for i, host := range []bool{false, true} {
-			res[i], err = Collect(m1, Normal([]int{4, 20}, 40, 3, 1, 9), convTensors(m1), Options{Batch: 16, HostStats: host, Runtime: RuntimeOptions{Provider: CPU}})
+			res[i], err = Collect(m1, dataset.Normal([]int{4, 20}, 40, 3, 1, 9), convTensors(m1), Options{Batch: 16, HostStats: host, Runtime: RuntimeOptions{Provider: CPU}})
 			if err != nil {
 				t.Fatalf("opset %d: %v", opset, err)
 			}
@@ -277,11 +234,102 @@ func TestGramCapture(t *testing.T) {
 		}
 	}
 
-	res, err := Collect(old, Normal([]int{4, 20}, 10, 0, 1, 5), convTensors(old), Options{Runtime: RuntimeOptions{Provider: CPU}})
+	res, err := Collect(old, dataset.Normal([]int{4, 20}, 10, 0, 1, 5), convTensors(old), Options{Runtime: RuntimeOptions{Provider: CPU}})
 	if err != nil || res.Samples != 10 || res.Stats["x"].Count != 200 {
 		t.Fatalf("Collect of an opset-10 model: %v, %+v", err, res)
 	}
-	if _, err := Collect(m, Normal([]int{1, 28, 28}, 4, 0, 1, 6), []string{"nosuch"}, Options{Runtime: RuntimeOptions{Provider: CPU}}); err == nil || !strings.Contains(err.Error(), `no tensor "nosuch"`) {
+	if _, err := Collect(m, dataset.Normal([]int{1, 28, 28}, 4, 0, 1, 6), []string{"nosuch"}, Options{Runtime: RuntimeOptions{Provider: CPU}}); err == nil || !strings.Contains(err.Error(), `no tensor "nosuch"`) {
 		t.Errorf("Collect of a missing tensor: %v", err)
+	}
+}
+
+// wideModel returns a model x[N,3,5,5] -> Conv 3->200 (3x3, pad 1) -> Relu -> Conv 200->136
+// (1x1) -> y, with random weights: channel counts above 2·gramBlockRows, so the capture model
+// takes the blocked Gram path that ImageNet-sized layers take.
+func wideModel(t *testing.T) *onnxio.Model {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, 7))
+	w := func(name string, dims ...int64) *onnxpb.TensorProto {
+		n, _ := onnxio.NumElements(dims)
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * 0.3)
+		}
+		return onnxio.FloatTensor(name, dims, v)
+	}
+	node := func(op string, in, out []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
+		return &onnxpb.NodeProto{OpType: proto.String(op), Name: proto.String(out[0]), Input: in, Output: out, Attribute: attrs}
+	}
+	mp := &onnxpb.ModelProto{
+		IrVersion:   proto.Int64(8),
+		OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: proto.Int64(13)}},
+		Graph: &onnxpb.GraphProto{
+			Name:        proto.String("wide"),
+			Input:       []*onnxpb.ValueInfoProto{onnxio.TensorInfo("x", onnxpb.TensorProto_FLOAT, []int64{-1, 3, 5, 5})},
+			Output:      []*onnxpb.ValueInfoProto{onnxio.TensorInfo("y", onnxpb.TensorProto_FLOAT, nil)},
+			Initializer: []*onnxpb.TensorProto{w("w1", 200, 3, 3, 3), w("b1", 200), w("w2", 136, 200, 1, 1), w("b2", 136)},
+			Node: []*onnxpb.NodeProto{
+				node("Conv", []string{"x", "w1", "b1"}, []string{"c1"}, onnxio.IntsAttr("pads", []int64{1, 1, 1, 1})),
+				node("Relu", []string{"c1"}, []string{"r1"}),
+				node("Conv", []string{"r1", "w2", "b2"}, []string{"y"}),
+			},
+		},
+	}
+	b, err := proto.Marshal(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxio.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestGramBlocks: above 2·gramBlockRows channels the Gram matrix is computed in blocks; the
+// statistics still match the float64 host path (eigenvalues and means).
+func TestGramBlocks(t *testing.T) {
+	if got := blocks(200); len(got) != 4 || got[0] != [2]int{0, 50} || got[3] != [2]int{150, 200} {
+		t.Fatalf("blocks(200) = %v, want 4 blocks of 50", got)
+	}
+	needORT(t)
+	m := wideModel(t)
+	tensors := convTensors(m)
+	_, plans, err := gramModel(m, tensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := 0
+	for _, p := range plans {
+		if len(p.blocks) > 1 {
+			blocked++
+		}
+	}
+	if blocked != 3 { // c1 and r1 (200 channels) and y (136); x has 3
+		t.Fatalf("%d blocked plans, want 3 (tensors %v)", blocked, tensors)
+	}
+	run := func(host bool) *calib.Result {
+		res, err := Collect(m, dataset.Normal([]int{3, 5, 5}, 96, 2, 1, 11), tensors, Options{Batch: 32, HostStats: host, Runtime: RuntimeOptions{Provider: CPU}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	fast, host := run(false), run(true)
+	for _, name := range tensors {
+		a, b := fast.Stats[name], host.Stats[name]
+		if a.Dim != b.Dim || a.Count != b.Count {
+			t.Fatalf("%s: dim %d count %d, host %d %d", name, a.Dim, a.Count, b.Dim, b.Count)
+		}
+		for _, centred := range []bool{true, false} {
+			if top, down := eigenError(t, a, b, centred); top > 1e-5 || down > 1e-4 {
+				t.Errorf("%s (centred %v): eigenvalue errors %.2g top, %.2g to 1e-3", name, centred, top, down)
+			}
+		}
+		for i, v := range b.Sum {
+			if d := math.Abs(a.Sum[i] - v); d > 1e-5*math.Max(math.Abs(v), float64(b.Count)) {
+				t.Fatalf("%s: sum[%d] %g, host %g", name, i, a.Sum[i], v)
+			}
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package plots
 
 import (
 	"image/png"
@@ -8,6 +8,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/convpca/convpca/compress"
 	"github.com/convpca/convpca/rewrite"
 )
 
@@ -34,19 +35,19 @@ func plotReport() *rewrite.Report {
 }
 
 func TestWritePlots(t *testing.T) {
-	probes := []rewrite.Probe{
+	probes := []compress.Probe{
 		{Target: 0.02, MACRatio: 38, Score: 12.5, Accuracy: 0.862},
 		{Target: 0.2, MACRatio: 4.9, Score: 0.2, Accuracy: 0.985, OK: true},
 		{Target: 0.063, MACRatio: 15.2, Score: 1.4, Accuracy: 0.973},
 		{Target: 0.11, MACRatio: 8.8, Score: 0.5, Accuracy: 0.982, OK: true},
 	}
-	errProbes := []rewrite.Probe{
+	errProbes := []compress.Probe{
 		{Target: 0.02, MACRatio: 40, Score: 0.31},
 		{Target: 0.2, MACRatio: 5, Score: 0.012, OK: true},
 	}
 	for _, tc := range []struct {
 		name   string
-		probes []rewrite.Probe
+		probes []compress.Probe
 		want   []string
 	}{
 		{"spectra", nil, []string{"1_Conv.png", "2_Conv.png"}},
@@ -55,7 +56,7 @@ func TestWritePlots(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "plots") // writePlots creates it
-			if err := writePlots(dir, plotReport(), tc.probes); err != nil {
+			if err := Write(dir, plotReport(), tc.probes); err != nil {
 				t.Fatal(err)
 			}
 			entries, err := os.ReadDir(dir)
@@ -150,12 +151,12 @@ func TestNormalisedSpectrum(t *testing.T) {
 
 func TestOffScale(t *testing.T) {
 	for _, tc := range []struct {
-		probes []rewrite.Probe
+		probes []compress.Probe
 		want   float64
 	}{
-		{[]rewrite.Probe{{Score: 0.2, OK: true}, {Score: 1.5}, {Score: 87}}, 4.5},
-		{[]rewrite.Probe{{Score: 0.5, OK: true}, {Score: 0.125}}, 0.75}, // the largest score within the bound sets it
-		{[]rewrite.Probe{{Score: 0.2, OK: true}}, math.Inf(1)},
+		{[]compress.Probe{{Score: 0.2, OK: true}, {Score: 1.5}, {Score: 87}}, 4.5},
+		{[]compress.Probe{{Score: 0.5, OK: true}, {Score: 0.125}}, 0.75}, // the largest score within the bound sets it
+		{[]compress.Probe{{Score: 0.2, OK: true}}, math.Inf(1)},
 	} {
 		if got := offScale(tc.probes); got != tc.want {
 			t.Errorf("offScale(%v) = %v, want %v", tc.probes, got, tc.want)

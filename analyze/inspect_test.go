@@ -1,4 +1,4 @@
-package rewrite
+package analyze
 
 import (
 	"os"
@@ -7,18 +7,18 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/convpca/convpca/calib"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/onnxio/onnxpb"
+	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/testmodels"
 )
 
-var cpuOptions = calib.Options{Runtime: calib.RuntimeOptions{Provider: calib.CPU}}
+var cpuOptions = ort.Options{Runtime: ort.RuntimeOptions{Provider: ort.CPU}}
 
 // needORT skips a test when the onnxruntime library is missing, except under CI.
 func needORT(t *testing.T) {
 	t.Helper()
-	if err := calib.InitRuntime(""); err != nil {
+	if err := ort.InitRuntime(""); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("CI must have onnxruntime: %v", err)
 		}

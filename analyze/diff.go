@@ -1,4 +1,4 @@
-package rewrite
+package analyze
 
 import (
 	"errors"
@@ -8,9 +8,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/onnxio/onnxpb"
+	"github.com/convpca/convpca/ort"
 )
 
 // Status says what became of a layer between two models.
@@ -321,7 +322,7 @@ type OutputDiff struct {
 // read twice), batch by batch in step, and compares each graph output the two have in common
 // (by name). It returns the number of samples compared. Both models must run the same batch
 // sizes (a fixed batch size that differs between them is an error).
-func CompareOutputs(before, after *onnxio.Model, rb, ra calib.Reader, opts calib.Options) (int, []OutputDiff, error) {
+func CompareOutputs(before, after *onnxio.Model, rb, ra dataset.Reader, opts ort.Options) (int, []OutputDiff, error) {
 	var names []string
 	for _, o := range before.Graph.Outputs() {
 		if slices.Contains(after.Graph.Outputs(), o) {
@@ -333,7 +334,7 @@ func CompareOutputs(before, after *onnxio.Model, rb, ra calib.Reader, opts calib
 	}
 	type batch struct {
 		first, n int
-		outs     []calib.Output
+		outs     []ort.Output
 	}
 	ch := make(chan batch)
 	done := make(chan struct{})
@@ -341,10 +342,10 @@ func CompareOutputs(before, after *onnxio.Model, rb, ra calib.Reader, opts calib
 	errStopped := errors.New("stopped")
 	go func() {
 		defer close(ch)
-		_, err := calib.Infer(before, rb, names, opts, func(b calib.Batch) error {
+		_, err := ort.Infer(before, rb, names, opts, func(b ort.Batch) error {
 			c := batch{first: b.First, n: b.N}
 			for _, o := range b.Outputs {
-				c.outs = append(c.outs, calib.Output{Name: o.Name, Shape: slices.Clone(o.Shape), Data: slices.Clone(o.Data)})
+				c.outs = append(c.outs, ort.Output{Name: o.Name, Shape: slices.Clone(o.Shape), Data: slices.Clone(o.Data)})
 			}
 			select {
 			case ch <- c:
@@ -362,7 +363,7 @@ func CompareOutputs(before, after *onnxio.Model, rb, ra calib.Reader, opts calib
 	}, len(names))
 	diffs := make([]OutputDiff, len(names))
 	errBefore := errors.New("before ended early")
-	n, err := calib.Infer(after, ra, names, opts, func(b calib.Batch) error {
+	n, err := ort.Infer(after, ra, names, opts, func(b ort.Batch) error {
 		c, ok := <-ch
 		if !ok {
 			return errBefore
@@ -388,7 +389,7 @@ func CompareOutputs(before, after *onnxio.Model, rb, ra calib.Reader, opts calib
 			if last := lastAxis(o.Shape); last > 1 {
 				for i := 0; i+last <= len(o.Data); i += last {
 					a.rows++
-					if argmax(ob.Data[i:i+last]) == argmax(o.Data[i:i+last]) {
+					if ort.Argmax(ob.Data[i:i+last]) == ort.Argmax(o.Data[i:i+last]) {
 						a.agree++
 					}
 				}
@@ -438,12 +439,3 @@ func lastAxis(shape []int64) int {
 	return int(shape[len(shape)-1])
 }
 
-func argmax(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
-}

@@ -1,4 +1,4 @@
-package calib
+package ort
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/onnxio/onnxpb"
 )
@@ -324,8 +326,8 @@ func floatAttr(name string, v float32) *onnxpb.AttributeProto {
 }
 
 // collectGram is Collect through the capture model gm that gramModel made of m.
-func collectGram(m, gm *onnxio.Model, plans []gramPlan, r Reader, opts Options) (*Result, error) {
-	res := &Result{Stats: map[string]*Stats{}, Shapes: map[string][]int64{}}
+func collectGram(m, gm *onnxio.Model, plans []gramPlan, r dataset.Reader, opts Options) (*calib.Result, error) {
+	res := calib.NewResult()
 	tensors := make([]string, len(plans))
 	for i, p := range plans {
 		tensors[i] = p.name
@@ -349,7 +351,7 @@ func collectGram(m, gm *onnxio.Model, plans []gramPlan, r Reader, opts Options) 
 			ch := int(dims[1])
 			s := res.Stats[p.name]
 			if s == nil {
-				s = NewStats(ch)
+				s = calib.NewStats(ch)
 				res.Stats[p.name] = s
 				res.Shapes[p.name] = dims[1:]
 			}
@@ -388,7 +390,7 @@ func collectGram(m, gm *onnxio.Model, plans []gramPlan, r Reader, opts Options) 
 			s.AddShifted(count, c, d, g)
 			outs = outs[3+len(p.blocks):]
 		}
-		return res.checkFinite(m, tensors, b)
+		return checkFinite(res, m, tensors, b)
 	})
 	res.Samples = n
 	if err != nil {

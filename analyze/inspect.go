@@ -1,4 +1,4 @@
-package rewrite
+package analyze
 
 import (
 	"encoding/json"
@@ -7,9 +7,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/convpca/convpca/calib"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/onnxio/onnxpb"
+	"github.com/convpca/convpca/ort"
+	"github.com/convpca/convpca/rewrite"
 )
 
 // LayerInfo is the cost model of one layer: a Conv, or a Gemm or MatMul by a constant weight.
@@ -32,7 +33,7 @@ type LayerInfo struct {
 }
 
 // Cost returns the layer's MACs and params.
-func (l LayerInfo) Cost() Cost { return Cost{MACs: l.MACs, Params: l.Params} }
+func (l LayerInfo) Cost() rewrite.Cost { return rewrite.Cost{MACs: l.MACs, Params: l.Params} }
 
 // layerWeight reports whether node n is a layer of the cost model (see LayerInfo) and returns
 // the name of its weight tensor.
@@ -153,8 +154,8 @@ func layerInfo(g *onnxio.Graph, n *onnxio.Node, weight string, shapes map[string
 		}
 		bias := len(n.Inputs) > 2 && n.Inputs[2] != ""
 		kernel := prod(w[2:])
-		l.MACs = ConvMACs(int(w[0]), int(w[1]), int(kernel), prod(y[2:]))
-		l.Params = ConvParams(int(w[0]), int(w[1]), int(kernel), bias)
+		l.MACs = rewrite.ConvMACs(int(w[0]), int(w[1]), int(kernel), prod(y[2:]))
+		l.Params = rewrite.ConvParams(int(w[0]), int(w[1]), int(kernel), bias)
 	case "Gemm":
 		if len(x) != 2 {
 			return l, fmt.Errorf("input A has shape %v, want 2-D", x)
@@ -357,7 +358,7 @@ func Summarize(m *onnxio.Model) Summary {
 // when it is not nil (it must have the declared rank and static dimensions), else the declared
 // shape with every dynamic dimension set to 1.
 func InputShape(m *onnxio.Model, given []int64) (string, []int64, error) {
-	in, err := calib.ModelInput(m)
+	in, err := ort.ModelInput(m)
 	if err != nil {
 		return "", nil, err
 	}
@@ -475,7 +476,7 @@ func resolve(dims []Dim, bound map[string]int64) ([]int64, bool) {
 // LayerTensors, for input shape inputShape (see InputShape; nil: the declared shape with each
 // dynamic dimension 1). They come from what the model declares when that is complete (see
 // StaticShapes), else from one run of the model in onnxruntime on a zero input of that shape.
-func Shapes(m *onnxio.Model, inputShape []int64, opts calib.Options) (map[string][]int64, error) {
+func Shapes(m *onnxio.Model, inputShape []int64, opts ort.Options) (map[string][]int64, error) {
 	if s, ok := StaticShapes(m, inputShape); ok {
 		return s, nil
 	}
@@ -498,7 +499,7 @@ func Shapes(m *onnxio.Model, inputShape []int64, opts calib.Options) (map[string
 		r.shape = append(r.shape, int(d))
 	}
 	opts.Batch, opts.MaxSamples = int(dims[0]), 0
-	_, err = calib.Infer(m, r, capture, opts, func(b calib.Batch) error {
+	_, err = ort.Infer(m, r, capture, opts, func(b ort.Batch) error {
 		for _, o := range b.Outputs {
 			shapes[o.Name] = append([]int64(nil), o.Shape...)
 		}
@@ -510,7 +511,7 @@ func Shapes(m *onnxio.Model, inputShape []int64, opts calib.Options) (map[string
 	return shapes, nil
 }
 
-// zeros is a calib.Reader of n samples of zeros.
+// zeros is a dataset.Reader of n samples of zeros.
 type zeros struct {
 	shape []int
 	n     int

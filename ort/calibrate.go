@@ -1,4 +1,4 @@
-package calib
+package ort
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/onnxio/onnxpb"
 )
@@ -106,7 +108,7 @@ type Batch struct {
 // the named tensors (the model's graph outputs when outputs is nil). Any tensor of the graph
 // can be named. Samples holding NaN or Inf are refused. With a fixed model batch size, samples
 // that do not fill a last batch are left out. It returns the number of samples run.
-func Infer(m *onnxio.Model, r Reader, outputs []string, opts Options, fn func(b Batch) error) (int, error) {
+func Infer(m *onnxio.Model, r dataset.Reader, outputs []string, opts Options, fn func(b Batch) error) (int, error) {
 	in, err := ModelInput(m)
 	if err != nil {
 		return 0, err
@@ -119,7 +121,7 @@ func Infer(m *onnxio.Model, r Reader, outputs []string, opts Options, fn func(b 
 		return 0, err
 	}
 	if opts.MaxSamples > 0 {
-		r = Limit(r, opts.MaxSamples)
+		r = dataset.Limit(r, opts.MaxSamples)
 	}
 	if in.Dims != nil && in.Dims[0] > 0 && r.Len() < batch {
 		return 0, fmt.Errorf("model input %q has a fixed batch of %d but the data holds %d samples", in.Name, batch, r.Len())
@@ -186,7 +188,7 @@ func Infer(m *onnxio.Model, r Reader, outputs []string, opts Options, fn func(b 
 }
 
 // readFull reads samples of the given size into buf until it is full or the data ends.
-func readFull(r Reader, buf []float32, size int) (int, error) {
+func readFull(r dataset.Reader, buf []float32, size int) (int, error) {
 	total := 0
 	for total*size < len(buf) {
 		n, err := r.Read(buf[total*size:])
@@ -213,16 +215,6 @@ func firstNonFinite(x []float32) int {
 	return -1
 }
 
-// Result holds the statistics of captured tensors.
-type Result struct {
-	Samples int
-	// Stats of each captured tensor of shape N x C x spatial...: C-dimensional vectors, one per
-	// sample and spatial position.
-	Stats map[string]*Stats
-	// Shapes of each captured tensor for one sample (without the batch dimension).
-	Shapes map[string][]int64
-}
-
 // Collect runs the data of r through the model and accumulates the channel statistics of each
 // named tensor (each of rank 2 or more, channels in dimension 1). Memory does not grow with
 // the number of samples. An error names the first tensor, in the order given, whose statistics
@@ -231,7 +223,7 @@ type Result struct {
 // Unless opts.HostStats, onnxruntime computes each batch's sums inside the graph (in float32,
 // about a shift near the data; see gram.go) and only C + C² values per tensor and batch reach
 // the host, which adds them up in float64.
-func Collect(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result, error) {
+func Collect(m *onnxio.Model, r dataset.Reader, tensors []string, opts Options) (*calib.Result, error) {
 	if !opts.HostStats {
 		gm, plans, err := gramModel(m, tensors)
 		if err == nil {
@@ -245,7 +237,7 @@ func Collect(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result
 }
 
 // collectHost is Collect with the captured tensors copied out and accumulated by Stats.AddNCHW.
-func collectHost(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Result, error) {
+func collectHost(m *onnxio.Model, r dataset.Reader, tensors []string, opts Options) (*calib.Result, error) {
 	in, err := ModelInput(m)
 	if err != nil {
 		return nil, err
@@ -260,7 +252,7 @@ func collectHost(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Re
 	if len(run) == 0 {
 		run = m.Graph.Outputs()
 	}
-	res := &Result{Stats: map[string]*Stats{}, Shapes: map[string][]int64{}}
+	res := calib.NewResult()
 	sample := make([]int64, 0, len(r.Shape())+1)
 	for _, d := range r.Shape() {
 		sample = append(sample, int64(d))
@@ -271,11 +263,11 @@ func collectHost(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Re
 			vals = append(vals, Output{Name: in.Name, Shape: append([]int64{int64(b.N)}, sample...), Data: b.Input})
 		}
 		for _, o := range vals {
-			if err := res.add(o, b.N); err != nil {
+			if err := res.Add(o.Name, o.Shape, o.Data); err != nil {
 				return err
 			}
 		}
-		return res.checkFinite(m, tensors, b)
+		return checkFinite(res, m, tensors, b)
 	})
 	res.Samples = n
 	if err != nil {
@@ -291,7 +283,7 @@ func collectHost(m *onnxio.Model, r Reader, tensors []string, opts Options) (*Re
 
 // checkFinite returns an error naming the first tensor whose statistics became non-finite
 // with batch b.
-func (res *Result) checkFinite(m *onnxio.Model, tensors []string, b Batch) error {
+func checkFinite(res *calib.Result, m *onnxio.Model, tensors []string, b Batch) error {
 	for _, name := range tensors {
 		if s := res.Stats[name]; s != nil && !s.Finite() {
 			who := ""
@@ -300,38 +292,16 @@ func (res *Result) checkFinite(m *onnxio.Model, tensors []string, b Batch) error
 			} else if cs := m.Graph.Consumers(name); len(cs) > 0 {
 				who = fmt.Sprintf(" (input of %s %q)", cs[0].Op, cs[0].Label())
 			}
-			return fmt.Errorf("statistics of tensor %q%s became non-finite at samples %d-%d: %w", name, who, b.First, b.First+b.N-1, ErrNonFinite)
+			return fmt.Errorf("statistics of tensor %q%s became non-finite at samples %d-%d: %w", name, who, b.First, b.First+b.N-1, calib.ErrNonFinite)
 		}
 	}
-	return nil
-}
-
-// add accumulates one batch of a captured tensor.
-func (res *Result) add(o Output, n int) error {
-	if len(o.Shape) < 2 {
-		return fmt.Errorf("tensor %q has shape %v; want batch x channels x ...", o.Name, o.Shape)
-	}
-	c, spatial := int(o.Shape[1]), 1
-	for _, d := range o.Shape[2:] {
-		spatial *= int(d)
-	}
-	s := res.Stats[o.Name]
-	if s == nil {
-		s = NewStats(c)
-		res.Stats[o.Name] = s
-		res.Shapes[o.Name] = append([]int64(nil), o.Shape[1:]...)
-	}
-	if s.Dim != c {
-		return fmt.Errorf("tensor %q changed from %d to %d channels between batches", o.Name, s.Dim, c)
-	}
-	s.AddNCHW(o.Data, n, c, spatial)
 	return nil
 }
 
 // Accuracy returns the top-1 accuracy of a classifier over the data of r: the fraction of
 // samples whose largest value in the model's first output (batch x classes) is at the index
 // labels gives. labels must have at least as many entries as samples are run.
-func Accuracy(m *onnxio.Model, r Reader, labels []int, opts Options) (float64, int, error) {
+func Accuracy(m *onnxio.Model, r dataset.Reader, labels []int, opts Options) (float64, int, error) {
 	right := 0
 	n, err := Infer(m, r, nil, opts, func(b Batch) error {
 		o := b.Outputs[0]
@@ -340,7 +310,7 @@ func Accuracy(m *onnxio.Model, r Reader, labels []int, opts Options) (float64, i
 		}
 		classes := len(o.Data) / b.N
 		for i := 0; i < b.N; i++ {
-			if argmax(o.Data[i*classes:(i+1)*classes]) == labels[b.First+i] {
+			if Argmax(o.Data[i*classes:(i+1)*classes]) == labels[b.First+i] {
 				right++
 			}
 		}
@@ -352,7 +322,9 @@ func Accuracy(m *onnxio.Model, r Reader, labels []int, opts Options) (float64, i
 	return float64(right) / float64(n), n, nil
 }
 
-func argmax(x []float32) int {
+// Argmax returns the index of the largest value of x (the first of equal ones); 0 when x is
+// empty.
+func Argmax(x []float32) int {
 	best := 0
 	for i, v := range x {
 		if v > x[best] {
