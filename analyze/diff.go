@@ -438,4 +438,3 @@ func lastAxis(shape []int64) int {
 	}
 	return int(shape[len(shape)-1])
 }
-
