@@ -17,7 +17,7 @@ import (
 // sample, so K = N·P vectors x of C channels), the capture model computes in float32
 //
 //	X = reshape(T, [N, C, P])
-//	s = mean of X[0] over its positions  (C: a shift near the data, from the batch's first sample)
+//	s = mean of X[0] over its positions  (C x 1: a shift near the data, from the batch's first sample)
 //	D = X − s
 //	d = Σ_{n,p} D[n,:,p]                  (C: Σ (x − s))
 //	G = Σ_n D[n] D[n]ᵀ                    (C x C: Σ (x − s)(x − s)ᵀ)
@@ -49,12 +49,15 @@ import (
 // products overflow and Collect reports the statistics non-finite (HostStats takes values up
 // to 1e154).
 
-// MinGramOpset is the lowest opset for which Collect computes statistics inside the graph;
-// older models are accumulated on the host, as with Options.HostStats.
-const MinGramOpset = 11
+// MinGramOpset is the lowest opset for which Collect computes statistics inside the graph (the
+// first with numpy-style broadcasting of Sub); older models are accumulated on the host, as
+// with Options.HostStats. The nodes take the form each opset wants: Slice with attributes
+// before opset 10, Gemm with an explicit C before 11, reduction axes as attributes before 13
+// (ReduceSum) and 18 (ReduceMean).
+const MinGramOpset = 7
 
 // errNoGram says the model cannot take the in-graph statistics nodes.
-var errNoGram = errors.New("in-graph statistics need opset 11 or later")
+var errNoGram = errors.New("in-graph statistics need opset 7 or later")
 
 // gramBatchedMax is the largest channel count whose Gram is a batched MatMul.
 const gramBatchedMax = 64
@@ -137,8 +140,10 @@ func gramModel(m *onnxio.Model, tensors []string) (*onnxio.Model, []gramPlan, er
 			x = view(t)
 			p.shape = b.node("Cast", []string{b.node("Shape", []string{t}, t+"/shape")}, t+"/shape_f", onnxio.IntAttr("to", int64(onnxpb.TensorProto_FLOAT)))
 		}
-		first := b.slice(x, 0, 1, 0, t+"/first")
-		p.shift = b.reduce("ReduceMean", first, t+"/shift", true, 0, 2)
+		// The first sample by Gather (C x P), not Slice: onnxruntime mis-plans a Slice-10
+		// output's buffer here. Its mean over positions (C x 1) broadcasts against N x C x P.
+		first := b.node("Gather", []string{x, b.scalar(t+"/first_index", 0)}, t+"/first", onnxio.IntAttr("axis", 0))
+		p.shift = b.reduce("ReduceMean", first, t+"/shift", true, 1)
 		d := b.node("Sub", []string{x, p.shift}, t+"/centred")
 		p.sum = b.reduce("ReduceSum", d, t+"/sum", false, 0, 2)
 		if c > 0 && c <= gramBatchedMax {
@@ -159,7 +164,7 @@ func gramModel(m *onnxio.Model, tensors []string) (*onnxio.Model, []gramPlan, er
 						cols = b.slice(ck, lo, c, 0, fmt.Sprintf("%s/from%d", t, lo))
 					}
 				}
-				out := b.node("Gemm", []string{rows, cols}, fmt.Sprintf("%s/gram%d", t, lo), onnxio.IntAttr("transB", 1))
+				out := b.gemmT(rows, cols, fmt.Sprintf("%s/gram%d", t, lo))
 				p.blocks = append(p.blocks, gramBlock{lo: lo, hi: hi, out: out})
 			}
 		}
@@ -171,8 +176,9 @@ func gramModel(m *onnxio.Model, tensors []string) (*onnxio.Model, []gramPlan, er
 		segments = append(segments, b.nodes[start:])
 	}
 	// The statistics of the last tensor first: onnxruntime orders execution by a depth-first
-	// walk from the graph's last leaf node back, so the first tensor's statistics run as soon
-	// as it exists and each tensor is freed early, instead of all of them living until the end.
+	// walk from the graph's leaf nodes, the last leaf first, so the first tensor's statistics
+	// run as soon as it exists and each tensor is freed early, instead of all of them living
+	// until the end.
 	for i := len(segments) - 1; i >= 0; i-- {
 		g.Graph.Nodes = append(g.Graph.Nodes, segments[i]...)
 	}
@@ -248,6 +254,7 @@ type builder struct {
 	opset int64
 	used  map[string]bool // names in use: the graph's and those given out
 	nodes []*onnxio.Node
+	zero  string // a float zero of shape [1], once made (gemmT)
 }
 
 func newBuilder(g *onnxio.Graph, opset int64) *builder {
@@ -304,6 +311,17 @@ func (b *builder) ints(name string, v ...int64) string {
 	return n
 }
 
+// scalar adds an INT64 scalar constant and returns its name.
+func (b *builder) scalar(name string, v int64) string {
+	n := b.fresh(name + "/const")
+	b.g.SetInitializer(&onnxpb.TensorProto{
+		Name:      proto.String(n),
+		DataType:  proto.Int32(int32(onnxpb.TensorProto_INT64)),
+		Int64Data: []int64{v},
+	})
+	return n
+}
+
 // reduce adds a reduction of x over the given axes, in the form the opset wants.
 func (b *builder) reduce(op, x, name string, keep bool, axes ...int64) string {
 	k := onnxio.IntAttr("keepdims", 0)
@@ -318,7 +336,25 @@ func (b *builder) reduce(op, x, name string, keep bool, axes ...int64) string {
 
 // slice adds the part [lo, hi) of x along axis.
 func (b *builder) slice(x string, lo, hi, axis int, name string) string {
+	if b.opset < 10 {
+		return b.node("Slice", []string{x}, name, onnxio.IntsAttr("starts", []int64{int64(lo)}),
+			onnxio.IntsAttr("ends", []int64{int64(hi)}), onnxio.IntsAttr("axes", []int64{int64(axis)}))
+	}
 	return b.node("Slice", []string{x, b.ints(name+"/starts", int64(lo)), b.ints(name+"/ends", int64(hi)), b.ints(name+"/axes", int64(axis))}, name)
+}
+
+// gemmT adds the product x yᵀ of two matrices; before opset 11 Gemm's C is required and is a
+// zero scalar.
+func (b *builder) gemmT(x, y, name string) string {
+	in := []string{x, y}
+	if b.opset < 11 {
+		if b.zero == "" {
+			b.zero = b.fresh("zero")
+			b.g.SetInitializer(onnxio.FloatTensor(b.zero, []int64{1}, []float32{0}))
+		}
+		in = append(in, b.zero)
+	}
+	return b.node("Gemm", in, name, onnxio.IntAttr("transB", 1))
 }
 
 func floatAttr(name string, v float32) *onnxpb.AttributeProto {

@@ -23,10 +23,7 @@ import (
 func needORT(t *testing.T) {
 	t.Helper()
 	if err := InitRuntime(""); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must have onnxruntime: %v", err)
-		}
-		t.Skipf("onnxruntime unavailable: %v", err)
+		testmodels.RequireOrSkip(t, fmt.Errorf("onnxruntime unavailable: %w", err))
 	}
 }
 
@@ -208,13 +205,14 @@ func TestGramCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old.Proto.OpsetImport[0].Version = proto.Int64(10)
+	old.Proto.OpsetImport[0].Version = proto.Int64(6)
 	if _, _, err := gramModel(old, convTensors(old)); !errors.Is(err, errNoGram) {
-		t.Fatalf("gramModel of an opset-10 model: %v, want errNoGram", err)
+		t.Fatalf("gramModel of an opset-6 model: %v, want errNoGram", err)
 	}
-	// The reductions change form with the opset (axes an attribute before 13 or 18).
+	// The reductions and Slice change form with the opset (axes an attribute before 13 or 18,
+	// Slice's bounds attributes before 10).
 	needORT(t)
-	for _, opset := range []int64{11, 12, 13, 17, 18} {
+	for _, opset := range []int64{7, 9, 10, 11, 12, 13, 17, 18} {
 		m1, err := onnxio.Load(testmodels.Path("tiny/conv1d.onnx"))
 		if err != nil {
 			t.Fatal(err)
@@ -236,7 +234,7 @@ func TestGramCapture(t *testing.T) {
 
 	res, err := Collect(old, dataset.Normal([]int{4, 20}, 10, 0, 1, 5), convTensors(old), Options{Runtime: RuntimeOptions{Provider: CPU}})
 	if err != nil || res.Samples != 10 || res.Stats["x"].Count != 200 {
-		t.Fatalf("Collect of an opset-10 model: %v, %+v", err, res)
+		t.Fatalf("Collect of an opset-6 model: %v, %+v", err, res)
 	}
 	if _, err := Collect(m, dataset.Normal([]int{1, 28, 28}, 4, 0, 1, 6), []string{"nosuch"}, Options{Runtime: RuntimeOptions{Provider: CPU}}); err == nil || !strings.Contains(err.Error(), `no tensor "nosuch"`) {
 		t.Errorf("Collect of a missing tensor: %v", err)
@@ -293,7 +291,14 @@ func TestGramBlocks(t *testing.T) {
 		t.Fatalf("blocks(200) = %v, want 4 blocks of 50", got)
 	}
 	needORT(t)
+	for _, opset := range []int64{9, 10, 13} { // Gemm with and without C, Slice by attributes and by inputs
+		t.Run(fmt.Sprintf("opset%d", opset), func(t *testing.T) { testGramBlocks(t, opset) })
+	}
+}
+
+func testGramBlocks(t *testing.T, opset int64) {
 	m := wideModel(t)
+	m.Proto.OpsetImport[0].Version = proto.Int64(opset)
 	tensors := convTensors(m)
 	_, plans, err := gramModel(m, tensors)
 	if err != nil {
