@@ -115,7 +115,7 @@ func SaveWith(path string, m *Model, opts SaveOptions) error {
 		}
 	}
 	data := filepath.Base(path) + ".data"
-	out := m.Clone()
+	out := m.clone(false) // only replaces initializers: no need to copy their bytes
 	var moved []*onnxpb.TensorProto
 	g := out.Graph
 	for _, t := range g.Initializers() {

@@ -102,8 +102,9 @@ func setString(p **string, s string) {
 }
 
 // Graph is the editable main graph of a model: nodes in order, initializers by name, and the
-// graph's inputs, outputs and value_info. Initializer tensors are shared between clones and are
-// never modified in place: replace them with SetInitializer.
+// graph's inputs, outputs and value_info. Graph never modifies an initializer tensor in place
+// (Model.Clone copies them, SaveWith's working copy shares them): replace them with
+// SetInitializer.
 type Graph struct {
 	Nodes []*Node
 
@@ -258,7 +259,8 @@ func (g *Graph) SetInitializer(t *onnxpb.TensorProto) {
 	if _, ok := g.inits[name]; !ok {
 		g.initOrder = append(g.initOrder, name)
 		if g.irVersion < 4 {
-			g.rest.Input = append(g.rest.Input, TensorInfo(name, onnxpb.TensorProto_DataType(t.GetDataType()), t.Dims))
+			dims := append([]int64{}, t.Dims...) // a scalar has a shape of no dimensions, not none
+			g.rest.Input = append(g.rest.Input, TensorInfo(name, onnxpb.TensorProto_DataType(t.GetDataType()), dims))
 		}
 	}
 	g.inits[name] = t

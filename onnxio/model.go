@@ -1,7 +1,9 @@
 // Package onnxio loads and saves ONNX models and gives their main graph as an editable Graph of
-// nodes over named tensors, in the manner of onnx-graphsurgeon: edit nodes and initializers, then
-// Cleanup and Toposort. Protobuf appears only at the edges (Load, Save, Marshal); what convpca does
-// not edit goes back out unchanged, so a load-save round trip gives a proto-equal model.
+// nodes over named tensors, in the manner of onnx-graphsurgeon: FoldConstants turns Constant nodes
+// and constant chains (Cast, Reshape, Transpose...) into initializers, then edit nodes and
+// initializers, then Cleanup and Toposort. Protobuf appears only at the edges (Load, Save,
+// Marshal); what convpca does not edit goes back out unchanged, so a load-save round trip gives
+// a proto-equal model.
 package onnxio
 
 import (
@@ -88,11 +90,26 @@ func (m *Model) Marshal() ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(out)
 }
 
-// Clone returns a deep copy of the model: edits of one do not show in the other.
-func (m *Model) Clone() *Model {
+// Clone returns a deep copy of the model, initializer data included: edits of one, even in
+// place (a node's input slice, an attribute, a tensor's bytes), do not show in the other.
+func (m *Model) Clone() *Model { return m.clone(true) }
+
+// clone copies the model; with tensors false the copy shares the initializer tensors (which
+// Graph never modifies in place) and copies everything else.
+func (m *Model) clone(tensors bool) *Model {
 	mp := proto.Clone(m.Proto).(*onnxpb.ModelProto)
-	mp.Graph = m.Graph.Proto()
-	return &Model{Proto: mp, Graph: newGraph(mp.Graph, mp.GetIrVersion())}
+	gp := m.Graph.Proto()
+	inits := gp.Initializer
+	gp.Initializer = nil
+	gp = proto.Clone(gp).(*onnxpb.GraphProto) // nodes, attributes, value_info: no slice shared
+	for _, t := range inits {
+		if tensors {
+			t = proto.Clone(t).(*onnxpb.TensorProto)
+		}
+		gp.Initializer = append(gp.Initializer, t)
+	}
+	mp.Graph = gp
+	return &Model{Proto: mp, Graph: newGraph(gp, mp.GetIrVersion())}
 }
 
 // Save writes the model to path atomically: the bytes go to a temporary file in the same folder,
