@@ -1,7 +1,7 @@
 package analyze
 
 import (
-	"os"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -19,10 +19,7 @@ var cpuOptions = ort.Options{Runtime: ort.RuntimeOptions{Provider: ort.CPU}}
 func needORT(t *testing.T) {
 	t.Helper()
 	if err := ort.InitRuntime(""); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must have onnxruntime: %v", err)
-		}
-		t.Skipf("onnxruntime unavailable: %v", err)
+		testmodels.RequireOrSkip(t, fmt.Errorf("onnxruntime unavailable: %w", err))
 	}
 }
 

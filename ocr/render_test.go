@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/convpca/convpca/testmodels"
 )
 
 var (
@@ -15,7 +17,8 @@ var (
 	testRendererErr  error
 )
 
-// testRenderer draws with the system's fonts; tests that need it skip without them.
+// testRenderer draws with the system's fonts; tests that need it skip without them (and fail
+// under CI).
 func testRenderer(t *testing.T) *Renderer {
 	t.Helper()
 	testRendererOnce.Do(func() {
@@ -31,9 +34,7 @@ func testRenderer(t *testing.T) *Renderer {
 		}
 		testRendererVal, testRendererErr = NewRenderer(fonts)
 	})
-	if testRendererErr != nil {
-		t.Skip(testRendererErr)
-	}
+	testmodels.RequireOrSkip(t, testRendererErr)
 	return testRendererVal
 }
 

@@ -1,6 +1,7 @@
 package onnxio
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/convpca/convpca/onnxio/onnxpb"
+	"github.com/convpca/convpca/testmodels"
 )
 
 const testdata = "/usr/share/libonnx-testdata/data"
@@ -22,7 +24,7 @@ func TestRoundTripLibonnx(t *testing.T) {
 		models = append(models, m...)
 	}
 	if len(models) == 0 {
-		t.Skip("libonnx-testdata is not installed (apt-get install libonnx-testdata)")
+		testmodels.RequireOrSkip(t, errors.New("libonnx-testdata is not installed (apt-get install libonnx-testdata)"))
 	}
 	for _, path := range models {
 		data, err := os.ReadFile(path)
@@ -72,9 +74,7 @@ func mustParse(t *testing.T, b []byte) *onnxpb.ModelProto {
 
 func TestParseErrors(t *testing.T) {
 	good, err := os.ReadFile(filepath.Join(testdata, "pytorch-converted", "test_Conv2d", "model.onnx"))
-	if err != nil {
-		t.Skip("libonnx-testdata is not installed")
-	}
+	testmodels.RequireOrSkip(t, err)
 	tests := []struct {
 		name string
 		data []byte

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -224,9 +223,6 @@ func TestDiffErrors(t *testing.T) {
 // 500 training images, and checks diff against the compress report and the test images.
 func TestDiffMNIST(t *testing.T) {
 	model := testmodels.Path("mnist_cnn.onnx")
-	if _, err := os.Stat(model); err != nil {
-		t.Skip("mnist_cnn.onnx not trained yet")
-	}
 	needRuntime(t)
 	mnist := mnistDir(t)
 	out := filepath.Join(t.TempDir(), "mnist_pca.onnx")

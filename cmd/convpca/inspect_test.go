@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -163,13 +162,10 @@ func TestInspectErrors(t *testing.T) {
 	}
 }
 
-// TestInspectMNIST checks the bundled MNIST network (when it has been trained) against
+// TestInspectMNIST checks the bundled MNIST network against
 // hand-computed costs: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> pool 4 -> 2 -> 1 -> 1.
 func TestInspectMNIST(t *testing.T) {
 	model := testmodels.Path("mnist_cnn.onnx")
-	if _, err := os.Stat(model); err != nil {
-		t.Skip("mnist_cnn.onnx not trained yet")
-	}
 	needRuntime(t)
 	code, stdout, stderr := cliRun("inspect", model, "--json", "--provider", "cpu")
 	if code != 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/rewrite"
+	"github.com/convpca/convpca/testmodels"
 )
 
 const testdata = "/usr/share/libonnx-testdata/data"
@@ -22,22 +24,15 @@ const testdata = "/usr/share/libonnx-testdata/data"
 func needRuntime(t *testing.T) {
 	t.Helper()
 	if err := ort.InitRuntime(""); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must have onnxruntime: %v", err)
-		}
-		t.Skipf("onnxruntime unavailable: %v", err)
+		testmodels.RequireOrSkip(t, fmt.Errorf("onnxruntime unavailable: %w", err))
 	}
 }
 
 // needDir skips when a folder of test material is missing (fails under CI).
 func needDir(t *testing.T, dir string) {
 	t.Helper()
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must have %s: %v", dir, err)
-		}
-		t.Skipf("%s missing", dir)
-	}
+	_, err := os.Stat(dir)
+	testmodels.RequireOrSkip(t, err)
 }
 
 // cliRun runs the command line and returns its exit code, stdout and stderr.
@@ -91,10 +86,7 @@ func onnxCheck(t *testing.T, path string) {
 	t.Helper()
 	py := "/usr/bin/python3"
 	if err := exec.Command(py, "-c", "import onnx").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must have python3-onnx: %v", err)
-		}
-		t.Skip("python3-onnx is not installed")
+		testmodels.RequireOrSkip(t, fmt.Errorf("python3-onnx is not installed: %w", err))
 	}
 	// check_model(path, full_check=True) writes inferred shapes back into the file it checks:
 	// check a copy, so the model under test stays as convpca wrote it.
