@@ -1,0 +1,58 @@
+// Package latency measures what each compressible layer of a model costs in time on this
+// machine, and what each candidate factorization of it would cost, so that ranks can be
+// allocated for latency rather than for multiply-adds.
+//
+// A Layer is a Conv (group 1, any spatial rank, strides, pads, dilations, auto_pad, with or
+// without bias) or a Gemm / MatMul by a constant K x N weight on inputs of any rank (..., K),
+// which is a 1x1 Conv over the leading positions (FromNode describes a model's node). Its
+// candidates are the factorizations of package rewrite, with input rank r and output rank k
+// (0: that side untouched):
+//
+//	input side only  (r, 0): 1x1 down (in -> r), core (r -> out)
+//	output side only (0, k): core (in -> k), 1x1 up (k -> out)
+//	both             (r, k): 1x1 down (in -> r), core (r -> k), 1x1 up (k -> out)
+//
+// Measure builds each candidate as a tiny ONNX model of that layer alone (random weights: the
+// time of a dense float kernel does not depend on the values), times it warm in onnxruntime on
+// a random input of the layer's shape and batch, and stores the medians in a Table. Ranks are
+// measured on a grid: multiples of Options.Multiple (by default RankMultiple of this CPU, the
+// width MLAS computes channels in) up to the channel count, at most Options.Levels of them per
+// side for one-sided candidates and Options.BothLevels per side for two-sided ones, spread
+// evenly in log scale; Table.Time interpolates between them (linearly in r, or bilinearly in r
+// and k), which is exact for times of the form a + b·r + c·k + d·r·k, the form of the
+// candidates' multiply-adds. Where a layer's measurement would not fit Options.LayerBudget, its
+// grid shrinks (to 2 ranks per side).
+//
+// Each candidate is measured as one model, as it runs in the compressed model: its nodes share
+// one session run, and onnxruntime keeps the tensors between them in its blocked NCHWc layout.
+// The decomposition time(r, k) ≈ t_down(r) + t_core(r, k) + t_up(k) of one-node models is not
+// used: each one-node model pays its own run overhead and layout conversions at its input and
+// output, and on the bundled MNIST model and a ResNet-18 the sum overestimated the chain by a
+// median 59% and 28%. On a few ranks per layer (Options.Checks) Measure still times the three
+// nodes alone and the chain off the grid, and reports in Check how far the sum and the grid's
+// interpolation are from the measured chain.
+//
+// The same overheads are in every candidate of a layer and in its original (same input and
+// output): differences between them (what a rank saves) are sound, but the sum of the layers'
+// times overestimates the whole model (1.1x to 1.9x on MNIST at batch 64 across runs on a busy
+// 2-core machine, 1.23x on a ResNet-18), although the other operators are left out. Predict a
+// compressed model's latency as the measured original model's minus the layers' savings.
+//
+// Timing: all programs of a layer (in groups of at most groupSize sessions, the original in
+// every group) run in rounds, in a new random order each round, after Options.WarmUp runs each,
+// so that every program's runs spread over the same stretch of time and the machine getting
+// slower or faster (other processes, clock frequency) shifts them all alike; between groups,
+// times are scaled by the original's median in the group over its median overall. A program's
+// time is the median of its runs. Rounds stop once every median's 95% distribution-free
+// confidence interval is within Options.RelTol of it, or after Options.LayerBudget (each
+// program having run at least hardMinRuns times), or at Options.MaxRuns. With one intra-op
+// thread a run is timed by the CPU time of the thread that runs it (onnxruntime computes on the
+// caller's thread), which leaves out the time the system gives to other processes; else by the
+// wall clock.
+//
+// Results are cached on disk (DefaultCacheDir, one JSON file per layer and setup): a layer
+// measured once with the same shapes, attributes, batch, onnxruntime library, provider, threads,
+// CPU and grid is never measured again, whichever model it comes from.
+//
+// Units: every time is in milliseconds per run of one batch (Layer.Batch samples).
+package latency

@@ -1,0 +1,52 @@
+package latency
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/testmodels"
+)
+
+// TestFromNode: nodes of the tiny models become layers with their attributes, or the reason
+// they cannot be factorized.
+func TestFromNode(t *testing.T) {
+	for _, tc := range []struct {
+		model, node string
+		sample      []int
+		want        Layer
+		reason      string
+	}{
+		{"tiny/conv_pad_stride.onnx", "conv1", []int{3, 9, 9},
+			Layer{Name: "conv1", Op: "Conv", In: 3, Out: 8, Kernel: []int{3, 3}, Strides: []int{2, 2}, Pads: []int{1, 1, 1, 1}, Bias: true, Input: []int{3, 9, 9}, Batch: 4}, ""},
+		{"tiny/conv_pad_stride.onnx", "conv2", []int{8, 5, 5},
+			Layer{Name: "conv2", Op: "Conv", In: 8, Out: 6, Kernel: []int{3, 3}, Dilations: []int{2, 2}, Input: []int{8, 5, 5}, Batch: 4}, ""},
+		{"tiny/conv1d.onnx", "conv1d", []int{4, 20}, Layer{}, ""},
+		{"tiny/grouped.onnx", "conv_grouped", []int{4, 8, 8}, Layer{}, "grouped conv (group=2)"},
+		{"tiny/conv_pad_stride.onnx", "conv1", []int{4, 9, 9}, Layer{}, "layer conv1: Conv with kernel [3 3] on input [4 9 9] (want C x spatial with C = 3)"},
+	} {
+		m, err := onnxio.Load(testmodels.Path(tc.model))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n *onnxio.Node
+		for _, x := range m.Graph.Nodes {
+			if x.Label() == tc.node {
+				n = x
+			}
+		}
+		l, reason := FromNode(m.Graph, n, tc.sample, 4)
+		if reason != tc.reason {
+			t.Errorf("%s %s: reason %q, want %q", tc.model, tc.node, reason, tc.reason)
+			continue
+		}
+		if tc.want.Op != "" && !reflect.DeepEqual(l, tc.want) {
+			t.Errorf("%s %s:\n got %+v\nwant %+v", tc.model, tc.node, l, tc.want)
+		}
+		if reason == "" {
+			if err := l.Check(); err != nil {
+				t.Errorf("%s %s: %v", tc.model, tc.node, err)
+			}
+		}
+	}
+}
