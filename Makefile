@@ -29,7 +29,7 @@ FUZZTIME ?= 100000x
 test: setup
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
-	@for f in dataset:FuzzNpy dataset:FuzzIDX dataset:FuzzPB calib:FuzzReadStats; do \
+	@for f in dataset:FuzzNpy dataset:FuzzIDX dataset:FuzzPB dataset:FuzzNpz dataset:FuzzImage calib:FuzzReadStats; do \
 		$(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) ./$${f%%:*} || exit 1; done
 
 bench: bench-calib bench-latency

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/onnxio/onnxpb"
 	"github.com/convpca/convpca/ort"
@@ -480,6 +481,9 @@ func Shapes(m *onnxio.Model, inputShape []int64, opts ort.Options) (map[string][
 	if s, ok := StaticShapes(m, inputShape); ok {
 		return s, nil
 	}
+	if ins := ort.ModelInputs(m); inputShape == nil && len(ins) > 1 {
+		return multiShapes(m, ins, opts)
+	}
 	name, dims, err := InputShape(m, inputShape)
 	if err != nil {
 		return nil, err
@@ -507,6 +511,59 @@ func Shapes(m *onnxio.Model, inputShape []int64, opts ort.Options) (map[string][
 	})
 	if err != nil {
 		return nil, fmt.Errorf("infer shapes on a zero input %s: %w", shapeString(dims), err)
+	}
+	return shapes, nil
+}
+
+// multiShapes is Shapes of a model of several inputs: one run on zeros (class 0, false) of
+// each input's declared shape, dynamic dimensions 1.
+func multiShapes(m *onnxio.Model, ins []ort.Input, opts ort.Options) (map[string][]int64, error) {
+	shapes := map[string][]int64{}
+	var fields []dataset.Field
+	var data [][]byte
+	n := 0
+	for _, in := range ins {
+		if len(in.Dims) == 0 || in.Type == 0 {
+			return nil, fmt.Errorf("model input %q declares no batch dimension or a type convpca cannot feed", in.Name)
+		}
+		dims := make([]int64, len(in.Dims))
+		f := dataset.Field{Name: in.Name, Type: in.Type}
+		for i, d := range in.Dims {
+			dims[i] = max(d, 1)
+			if i > 0 {
+				f.Shape = append(f.Shape, int(dims[i]))
+			}
+		}
+		if n > 0 && int(dims[0]) != n {
+			return nil, fmt.Errorf("model inputs declare batches of %d and %d", n, dims[0])
+		}
+		n = int(dims[0])
+		shapes[in.Name] = dims
+		fields = append(fields, f)
+		data = append(data, make([]byte, n*f.Bytes()))
+	}
+	var capture []string
+	for _, t := range LayerTensors(m) {
+		if !m.Graph.IsGraphInput(t) {
+			capture = append(capture, t)
+		}
+	}
+	if len(capture) == 0 {
+		return shapes, nil
+	}
+	r, err := dataset.FieldsFromMemory(fields, data, n)
+	if err != nil {
+		return nil, err
+	}
+	opts.Batch, opts.MaxSamples = n, 0
+	_, err = ort.Infer(m, r, capture, opts, func(b ort.Batch) error {
+		for _, o := range b.Outputs {
+			shapes[o.Name] = append([]int64(nil), o.Shape...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("infer shapes on zero inputs: %w", err)
 	}
 	return shapes, nil
 }

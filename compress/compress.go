@@ -36,12 +36,16 @@ type Options struct {
 
 // Bound limits the quality lost by a searched compression, measured on evaluation data.
 type Bound struct {
-	MaxDrop    float64 // top-1 accuracy points; 0: no bound
+	MaxDrop    float64 // top-1 accuracy points, or Metric's own units; 0: no bound
 	MaxError   float64 // relative L2 error of the outputs; 0: no bound
 	Data       Data    // evaluation data
 	Labels     []int   // for MaxDrop
 	Steps      int     // at most this many probes
 	LowestMACs float64 // the smallest target tried
+	// Metric, when not nil, is the quality MaxDrop bounds instead of top-1 accuracy on Data:
+	// the user's own score of a model, higher is better unless LowerBetter.
+	Metric      func(m *onnxio.Model) (float64, error)
+	LowerBetter bool
 }
 
 // Active reports whether the bound asks for a search.
@@ -55,9 +59,11 @@ type Result struct {
 }
 
 // Calibrate runs the data of r through m once and returns the statistics of every tensor the
-// rewrite needs (rewrite.Targets).
-func Calibrate(m *onnxio.Model, r dataset.Reader, copts ort.Options) (*calib.Result, error) {
-	res, err := ort.Collect(m, r, rewrite.Targets(m), copts)
+// rewrite of side needs (rewrite.Targets).
+func Calibrate(m *onnxio.Model, r dataset.Reader, side rewrite.Side, copts ort.Options) (*calib.Result, error) {
+	tensors, last := rewrite.Targets(m, side)
+	copts.ChannelsLast = last
+	res, err := ort.Collect(m, r, tensors, copts)
 	if err != nil {
 		return nil, fmt.Errorf("calibration: %w", err)
 	}
@@ -77,6 +83,7 @@ func Run(m *onnxio.Model, first *calib.Result, data Data, opts Options, log io.W
 		copts.MaxSamples = first.Samples
 	}
 	copts.Progress = nil
+	_, copts.ChannelsLast = rewrite.Targets(m, rewrite.SideBoth)
 	once := func(target float64) (*onnxio.Model, *rewrite.Report, error) {
 		out, ropts := m.Clone(), opts.Rewrite
 		if target > 0 {

@@ -18,12 +18,14 @@ type Probe struct {
 	Target   float64 `json:"target"`
 	MACs     int64   `json:"macs"`
 	MACRatio float64 `json:"mac_ratio"`
-	// Score is the measure the bound applies to: the top-1 accuracy drop in points, or the
-	// relative L2 error of the outputs.
+	// Score is the measure the bound applies to: the top-1 accuracy drop in points, the drop
+	// of the user's metric (Bound.Metric), or the relative L2 error of the outputs.
 	Score    float64 `json:"score"`
 	Accuracy float64 `json:"accuracy,omitempty"`
-	OK       bool    `json:"ok"`
-	Note     string  `json:"note,omitempty"` // why a probe has no score
+	// Metric is the user's metric of the compressed model (Bound.Metric), when it is the bound.
+	Metric *float64 `json:"metric,omitempty"`
+	OK     bool     `json:"ok"`
+	Note   string   `json:"note,omitempty"` // why a probe has no score
 }
 
 // Search looks for the smallest MACs target in [lo, 1] whose trial passes, assuming that
@@ -73,7 +75,18 @@ func search(m *onnxio.Model, once func(float64) (*onnxio.Model, *rewrite.Report,
 	evalOpts := opts.Runtime
 	evalOpts.MaxSamples, evalOpts.Progress = 0, nil
 	base := 0.0
-	if b.MaxDrop > 0 {
+	switch {
+	case b.Metric != nil:
+		var err error
+		if base, err = b.Metric(m); err != nil {
+			return nil, fmt.Errorf("evaluate the original model: %w", err)
+		}
+		better := "higher"
+		if b.LowerBetter {
+			better = "lower"
+		}
+		fmt.Fprintf(log, "original model: metric %.6g (%s is better)\n", base, better)
+	case b.MaxDrop > 0:
 		var err error
 		if base, err = accuracyOf(m, b.Data, b.Labels, evalOpts); err != nil {
 			return nil, fmt.Errorf("evaluate the original model: %w", err)
@@ -81,30 +94,53 @@ func search(m *onnxio.Model, once func(float64) (*onnxio.Model, *rewrite.Report,
 		fmt.Fprintf(log, "original model: top-1 accuracy %.4f\n", base)
 	}
 	var best Result
-	fmt.Fprintf(log, "%8s %11s %8s %10s  %s\n", "target", "MACs", "ratio", "score", "within bound")
+	if b.Metric != nil {
+		fmt.Fprintf(log, "%8s %11s %8s %10s %10s  %s\n", "target", "MACs", "ratio", "metric", "drop", "within bound")
+	} else {
+		fmt.Fprintf(log, "%8s %11s %8s %10s  %s\n", "target", "MACs", "ratio", "score", "within bound")
+	}
 	probes, bi, err := Search(b.LowestMACs, b.Steps, func(target float64) (Probe, error) {
 		cm, rep, err := once(target)
 		if errors.Is(err, rewrite.ErrUnreachable) {
-			fmt.Fprintf(log, "%8.4f %11s %8s %10s  %v (no ranks reach it)\n", target, "-", "-", "-", false)
+			if b.Metric != nil {
+				fmt.Fprintf(log, "%8.4f %11s %8s %10s %10s  %v (no ranks reach it)\n", target, "-", "-", "-", "-", false)
+			} else {
+				fmt.Fprintf(log, "%8.4f %11s %8s %10s  %v (no ranks reach it)\n", target, "-", "-", "-", false)
+			}
 			return Probe{Note: "no ranks reach this target"}, nil
 		}
 		if err != nil {
 			return Probe{}, err
 		}
 		p := Probe{MACs: rep.After.MACs, MACRatio: rep.MACRatio()}
-		if b.MaxDrop > 0 {
+		switch {
+		case b.Metric != nil:
+			v, err := b.Metric(cm)
+			if err != nil {
+				return p, err
+			}
+			p.Metric = &v
+			p.Score = base - v
+			if b.LowerBetter {
+				p.Score = v - base
+			}
+			p.OK = p.Score <= b.MaxDrop+1e-9*math.Max(1, math.Abs(base))
+			fmt.Fprintf(log, "%8.4f %11d %7.2fx %10.6g %10.4g  %v\n", target, p.MACs, p.MACRatio, v, p.Score, p.OK)
+		case b.MaxDrop > 0:
 			if p.Accuracy, err = accuracyOf(cm, b.Data, b.Labels, evalOpts); err != nil {
 				return p, err
 			}
 			p.Score = 100 * (base - p.Accuracy)
 			p.OK = p.Score <= b.MaxDrop+1e-9
-		} else {
+		default:
 			if p.Score, err = RelativeError(m, cm, b.Data, evalOpts); err != nil {
 				return p, err
 			}
 			p.OK = p.Score <= b.MaxError*(1+1e-9)
 		}
-		fmt.Fprintf(log, "%8.4f %11d %7.2fx %10.4g  %v\n", target, p.MACs, p.MACRatio, p.Score, p.OK)
+		if b.Metric == nil {
+			fmt.Fprintf(log, "%8.4f %11d %7.2fx %10.4g  %v\n", target, p.MACs, p.MACRatio, p.Score, p.OK)
+		}
 		if p.OK && (best.Report == nil || p.MACs <= best.Report.After.MACs) {
 			best.Model, best.Report = cm, rep
 		}
@@ -148,7 +184,7 @@ func RelativeError(a, b *onnxio.Model, data Data, opts ort.Options) (float64, er
 		return 0, err
 	}
 	defer rb.Close()
-	_, diffs, err := analyze.CompareOutputs(a, b, ra, rb, opts)
+	_, diffs, err := compareOutputs(a, b, ra, rb, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -160,3 +196,6 @@ func RelativeError(a, b *onnxio.Model, data Data, opts ort.Options) (float64, er
 	}
 	return worst, nil
 }
+
+// compareOutputs is analyze.CompareOutputs: the two models' outputs on the same data.
+var compareOutputs = analyze.CompareOutputs

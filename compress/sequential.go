@@ -29,8 +29,7 @@ func Sequential(m *onnxio.Model, first *calib.Result, data Data, copts ort.Optio
 		if !p.Factorizable() || p.Reason != "" {
 			continue
 		}
-		n := p.Node()
-		res, err := collect(m, data, []string{n.Inputs[0], n.Outputs[0]}, copts)
+		res, err := collect(m, data, p.Tensors(), copts)
 		if err != nil {
 			return nil, fmt.Errorf("conv %q: sequential statistics: %w", p.Name, err)
 		}
@@ -61,21 +60,18 @@ func refitLayer(orig, m *onnxio.Model, p *rewrite.Plan, f rewrite.Factors, rep r
 	if err != nil {
 		return err
 	}
-	origIn, err := ort.ModelInput(orig)
-	if err != nil {
-		return err
-	}
 	target := orig.Clone()
 	target.Graph.SetOutputs([]string{yName}, onnxpb.TensorProto_FLOAT)
 	model, err := target.Marshal()
 	if err != nil {
 		return err
 	}
-	sess, err := ort.NewSession(model, origIn.Name, []string{yName}, copts.Runtime)
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
+	var sess *ort.Session // made for the order in which the data feeds the inputs
+	defer func() {
+		if sess != nil {
+			sess.Close()
+		}
+	}()
 
 	r, err := data()
 	if err != nil {
@@ -87,17 +83,24 @@ func refitLayer(orig, m *onnxio.Model, p *rewrite.Plan, f rewrite.Factors, rep r
 	if !m.Graph.IsGraphInput(zName) {
 		capture = []string{zName}
 	}
-	dims := make([]int64, 0, 1+len(r.Shape()))
 	_, err = ort.Infer(m, r, capture, copts, func(b ort.Batch) error {
-		z := b.Input
+		var z []float32
 		if capture != nil {
 			z = b.Outputs[0].Data
 		}
-		dims = append(dims[:0], int64(b.N))
-		for _, d := range r.Shape() {
-			dims = append(dims, int64(d))
+		order := make([]string, len(b.Inputs))
+		for i, in := range b.Inputs {
+			order[i] = in.Name
+			if in.Name == zName {
+				z = in.Floats()
+			}
 		}
-		return sess.Run(b.Input, dims, func(outs []ort.Output) error {
+		if sess == nil {
+			if sess, err = ort.NewSessionInputs(model, order, []string{yName}, copts.Runtime); err != nil {
+				return err
+			}
+		}
+		return sess.RunFeeds(b.Inputs, func(outs []ort.Output) error {
 			fit.Add(z, outs[0].Data, b.N)
 			return nil
 		})

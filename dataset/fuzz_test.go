@@ -2,7 +2,11 @@ package dataset
 
 import (
 	"bytes"
+	"image"
+	"image/jpeg"
+	"image/png"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -124,5 +128,78 @@ func FuzzPB(f *testing.F) {
 			t.Fatalf("decoded %d values from %d bytes", len(r.data), len(data))
 		}
 		checkReader(t, r, true)
+	})
+}
+
+// FuzzNpz decodes .npz archives and reads every array they declare, checking that no array
+// declares more than the archive holds for it.
+func FuzzNpz(f *testing.F) {
+	f.Add(npzArchive(false, npzEntry{"x.npy", npy1("<f4", false, "(2, 2)", f4(1, 2, 3, 4))}, npzEntry{"k.npy", npy1("<i8", false, "(2,)", i8s(7, 8))}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := decodeNpz("npz", bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		defer r.Close()
+		per := 0
+		for _, fd := range r.Fields() {
+			if fd.Bytes() <= 0 {
+				t.Fatalf("field %+v of no bytes", fd)
+			}
+			per += fd.Bytes()
+		}
+		if r.Len() <= 0 {
+			t.Fatalf("opened %d samples", r.Len())
+		}
+		if int64(r.Len())*int64(per) > int64(len(data))*1100 {
+			t.Fatalf("%d samples of %d bytes declared by %d bytes", r.Len(), per, len(data))
+		}
+		if per > maxFuzzBuf {
+			return
+		}
+		if _, err := readFieldsAll(r, max(1, min(3, maxFuzzBuf/per))); err != nil && !strings.Contains(err.Error(), "npz") {
+			t.Fatalf("an error without the reader's name: %v", err)
+		}
+	})
+}
+
+// FuzzImage decodes PNG and JPEG data as an image folder would, header check first, and
+// preprocesses what decodes in each resize mode.
+func FuzzImage(f *testing.F) {
+	var b bytes.Buffer
+	m := image.NewNRGBA(image.Rect(0, 0, 5, 3))
+	for i := range m.Pix {
+		m.Pix[i] = uint8(i * 7)
+	}
+	png.Encode(&b, m)
+	f.Add(b.Bytes())
+	b.Reset()
+	jpeg.Encode(&b, m, nil)
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := checkImageConfig(bytes.NewReader(data), int64(len(data))); err != nil {
+			return
+		}
+		cfg, _, _ := image.DecodeConfig(bytes.NewReader(data))
+		if cfg.Width*cfg.Height > 1<<20 {
+			return // fits the file, but too slow to decode at fuzzing speed
+		}
+		img, _, err := image.Decode(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		for _, mode := range []string{ResizeStretch, ResizeCrop, ResizePad} {
+			o, err := ImageOptions{Height: 6, Width: 4, Mode: mode}.Resolve()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := make([]float32, 3*6*4)
+			o.sample(img, dst)
+			for i, v := range dst {
+				if v != v || v < -1e-6 || v > 1+1e-6 {
+					t.Fatalf("%s: value %d is %v, outside [0, 1]", mode, i, v)
+				}
+			}
+		}
 	})
 }

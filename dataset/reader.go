@@ -28,26 +28,60 @@ type Reader interface {
 	Close() error
 }
 
-// Open opens calibration data by its name: ".npy" (float32, or float64 converted; any other dtype,
-// fortran order or big-endian is an error naming the dtype), ".pb" (an ONNX TensorProto as in ONNX
-// test data sets, FLOAT or DOUBLE, raw_data or float_data/double_data), and MNIST IDX image files
-// ("...idx3-ubyte", optionally ".gz"; magic 0x00000803; bytes scaled to [0,1] and shaped
-// N x 1 x rows x cols). The first dimension of .npy and .pb data is the sample count.
+// Options say how OpenWith reads data that needs more than its name.
+type Options struct {
+	// Image preprocesses image folders and image files; Height and Width must be set to read
+	// them.
+	Image ImageOptions
+	// Warn receives warnings for the user (files of a folder that are not images); nil
+	// discards them.
+	Warn func(msg string)
+}
+
+// Open opens data by its name with no Options: see OpenWith.
+func Open(path string) (Reader, error) { return OpenWith(path, Options{}) }
+
+// OpenWith opens calibration data by its name: ".npy" (float32, or float64 converted; any other
+// dtype, fortran order or big-endian is an error naming the dtype), ".pb" (an ONNX TensorProto as
+// in ONNX test data sets, FLOAT or DOUBLE, raw_data or float_data/double_data), MNIST IDX image
+// files ("...idx3-ubyte", optionally ".gz"; magic 0x00000803; bytes scaled to [0,1] and shaped
+// N x 1 x rows x cols), ".npz" (a FieldReader: one array per model input, named after it), and
+// a folder of images or one image file (.png, .jpg, .jpeg; preprocessed as o.Image says, see
+// ImageOptions). The first dimension of .npy, .pb and .npz arrays is the sample count.
 //
-// A ".gz" suffix on any of these names is read through gzip. The .npy and IDX readers stream:
-// each Read reads only the samples it returns.
-func Open(path string) (Reader, error) {
+// A ".gz" suffix on .npy, .pb and IDX names is read through gzip. The .npy, .npz, IDX and image
+// readers stream: each Read reads only the samples it returns.
+func OpenWith(path string, o Options) (Reader, error) {
+	if st, err := os.Stat(path); (err == nil && st.IsDir()) || IsImage(path) {
+		if o.Image.Height == 0 || o.Image.Width == 0 {
+			return nil, fmt.Errorf("images %s: no image size given", path)
+		}
+		r, ignored, err := openImages(path, o.Image)
+		if err != nil {
+			return nil, err
+		}
+		if ignored > 0 && o.Warn != nil {
+			what := "files are"
+			if ignored == 1 {
+				what = "file is"
+			}
+			o.Warn(fmt.Sprintf("%s: %d %s not .png, .jpg or .jpeg and ignored", path, ignored, what))
+		}
+		return r, nil
+	}
 	base, gz := baseName(path)
 	var kind string
 	switch {
 	case strings.HasSuffix(base, ".npy"):
 		kind = "npy"
+	case strings.HasSuffix(base, ".npz") && !gz:
+		return openNpz("npz "+path, path)
 	case strings.HasSuffix(base, ".pb"):
 		kind = "pb"
 	case strings.HasSuffix(base, "idx3-ubyte") || strings.HasSuffix(base, ".idx3") || strings.HasSuffix(base, ".idx"):
 		kind = "idx"
 	default:
-		return nil, fmt.Errorf("calibration data %s: unknown format; want .npy, .pb or an MNIST idx3-ubyte file", path)
+		return nil, fmt.Errorf("calibration data %s: unknown format; want .npy, .npz, .pb, an MNIST idx3-ubyte file or a folder of .png/.jpg images", path)
 	}
 	name := kind + " " + path
 	r, size, closer, err := openFile(path, gz)
@@ -109,7 +143,40 @@ func OpenLabels(path string) ([]int, error) {
 // Closing it closes r.
 func Limit(r Reader, n int) Reader {
 	n = max(0, min(n, r.Len()))
-	return &limited{r: r, n: n, left: n, size: numel(r.Shape())}
+	l := &limited{r: r, n: n, left: n, size: numel(r.Shape())}
+	if fr, ok := r.(FieldReader); ok {
+		return &limitedFields{limited: l, fr: fr}
+	}
+	return l
+}
+
+// limitedFields is Limit of a FieldReader.
+type limitedFields struct {
+	*limited
+	fr FieldReader
+}
+
+func (l *limitedFields) Fields() []Field { return l.fr.Fields() }
+
+func (l *limitedFields) ReadFields(dst [][]byte) (int, error) {
+	fields := l.fr.Fields()
+	k, err := samplesIn(dst, fields)
+	if err != nil {
+		return 0, err
+	}
+	if l.left == 0 {
+		return 0, io.EOF
+	}
+	if k > l.left {
+		cut := make([][]byte, len(dst))
+		for i, f := range fields {
+			cut[i] = dst[i][:l.left*f.Bytes()]
+		}
+		dst = cut
+	}
+	n, err := l.fr.ReadFields(dst)
+	l.left -= n
+	return n, err
 }
 
 type limited struct {

@@ -42,12 +42,48 @@ func skip(r Reader, n int) error {
 	if n == 0 {
 		return nil
 	}
+	if fr, ok := r.(FieldReader); ok {
+		return skipFields(fr, n)
+	}
 	size := numel(r.Shape())
 	buf := make([]float32, size*max(1, min(n, chunk/4/size)))
 	for done := 0; done < n; {
 		k, err := r.Read(buf[:size*min(n-done, len(buf)/size)])
 		done += k
 		if errors.Is(err, io.EOF) || (err == nil && k == 0) {
+			if done < n {
+				return fmt.Errorf("data ended after %d samples, before the shard's first sample %d", done, n)
+			}
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("skip to the shard: %w", err)
+		}
+	}
+	return nil
+}
+
+// skipFields is skip for a FieldReader.
+func skipFields(r FieldReader, n int) error {
+	fields := r.Fields()
+	per := 0
+	for _, f := range fields {
+		per += f.Bytes()
+	}
+	k := max(1, min(n, chunk/per))
+	buf := make([][]byte, len(fields))
+	for i, f := range fields {
+		buf[i] = make([]byte, k*f.Bytes())
+	}
+	for done := 0; done < n; {
+		m := min(n-done, k)
+		dst := make([][]byte, len(fields))
+		for i, f := range fields {
+			dst[i] = buf[i][:m*f.Bytes()]
+		}
+		got, err := r.ReadFields(dst)
+		done += got
+		if errors.Is(err, io.EOF) || (err == nil && got == 0) {
 			if done < n {
 				return fmt.Errorf("data ended after %d samples, before the shard's first sample %d", done, n)
 			}

@@ -109,6 +109,7 @@ type Graph struct {
 	Nodes []*Node
 
 	irVersion int64
+	model     *onnxpb.ModelProto // the model the graph belongs to (for its opset), or nil
 	rest      *onnxpb.GraphProto // everything but nodes and initializers
 	inits     map[string]*onnxpb.TensorProto
 	initOrder []string

@@ -63,6 +63,7 @@ func Parse(data []byte) (*Model, error) {
 		return nil, fmt.Errorf("%w: no IR version or no graph", ErrNotONNX)
 	}
 	g := newGraph(mp.Graph, mp.GetIrVersion())
+	g.model = mp
 	if err := g.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotONNX, err)
 	}
@@ -70,8 +71,14 @@ func Parse(data []byte) (*Model, error) {
 }
 
 // Opset returns the model's opset version for the default ONNX domain (0 when absent).
-func (m *Model) Opset() int64 {
-	for _, o := range m.Proto.GetOpsetImport() {
+func (m *Model) Opset() int64 { return opset(m.Proto) }
+
+// Opset returns the version of the default ONNX domain the graph's model imports (0 when it
+// imports none, or for a graph that belongs to no model).
+func (g *Graph) Opset() int64 { return opset(g.model) }
+
+func opset(mp *onnxpb.ModelProto) int64 {
+	for _, o := range mp.GetOpsetImport() {
 		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
 			return o.GetVersion()
 		}
@@ -109,7 +116,9 @@ func (m *Model) clone(tensors bool) *Model {
 		gp.Initializer = append(gp.Initializer, t)
 	}
 	mp.Graph = gp
-	return &Model{Proto: mp, Graph: newGraph(gp, mp.GetIrVersion())}
+	g := newGraph(gp, mp.GetIrVersion())
+	g.model = mp
+	return &Model{Proto: mp, Graph: g}
 }
 
 // Save writes the model to path atomically: the bytes go to a temporary file in the same folder,

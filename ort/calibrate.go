@@ -19,6 +19,10 @@ type Options struct {
 	MaxSamples int // use at most this many samples; 0 means all
 	Batch      int // samples per run; 0 means 64. A model with a fixed batch size imposes its own.
 	Runtime    RuntimeOptions
+	// ChannelsLast names the tensors Collect takes the channels of from their last axis (the
+	// inputs and outputs of Gemm and MatMul layers, see rewrite.Targets), every other
+	// position being a sample; others have them on axis 1.
+	ChannelsLast map[string]bool
 	// HostStats makes Collect copy each captured tensor out of onnxruntime and accumulate its
 	// statistics on the host in float64 (gonum Dsyrk): exact sums of the float32 activations,
 	// but 2-3x slower than the default, in which the capture model computes each batch's sums
@@ -32,25 +36,26 @@ type Options struct {
 // DefaultBatch is the batch size used when Options.Batch is 0.
 const DefaultBatch = 64
 
-// Input describes a model's single run-time input.
+// Input describes a run-time input of a model.
 type Input struct {
 	Name string
 	Dims []int64 // declared shape; -1 for a dynamic or unknown dimension; nil when undeclared
+	Elem onnxpb.TensorProto_DataType
+	Type dataset.DType // the data type that feeds it; 0 when convpca cannot feed Elem
 }
 
 // ModelInput returns the model's one float32 run-time input, or an error when it has several
-// or its element type is not float32.
+// or its element type is not float32: the input that data naming no input (.npy, .pb, IDX,
+// images) feeds.
 func ModelInput(m *onnxio.Model) (Input, error) {
-	ins := m.Graph.Inputs()
+	ins := ModelInputs(m)
 	if len(ins) != 1 {
-		return Input{}, fmt.Errorf("model has %d run-time inputs; convpca feeds exactly one", len(ins))
+		return Input{}, fmt.Errorf("model has %d run-time inputs; convpca feeds exactly one from .npy, .pb, IDX or image data: give an .npz of one array per input (%s)", len(ins), describeInputs(ins))
 	}
-	vi := ins[0]
-	if et := onnxio.ElemType(vi); et != onnxpb.TensorProto_FLOAT {
-		return Input{}, fmt.Errorf("model input %q has element type %v; convpca feeds float32", vi.GetName(), et)
+	if ins[0].Elem != onnxpb.TensorProto_FLOAT {
+		return Input{}, fmt.Errorf("model input %q has element type %s; convpca feeds float32 from .npy, .pb, IDX or image data: give an .npz with an array %q of that type", ins[0].Name, ins[0].typeName(), ins[0].Name)
 	}
-	dims, _ := onnxio.Shape(vi)
-	return Input{Name: vi.GetName(), Dims: dims}, nil
+	return ins[0], nil
 }
 
 func (in Input) String() string {
@@ -97,34 +102,37 @@ func dimsString(d []int) string {
 }
 
 // Batch is what Infer passes to its callback for each run: the index of the batch's first
-// sample, the number of samples in it, the input values and the outputs.
+// sample, the number of samples in it, the inputs and the outputs.
 type Batch struct {
 	First, N int
-	Input    []float32
-	Outputs  []Output
+	// Input is the values of the model's input when the data feeds one float32 input (nil
+	// otherwise); Inputs holds every input fed, in the order of the data's fields.
+	Input   []float32
+	Inputs  []Fed
+	Outputs []Output
 }
 
 // Infer runs the data of r through the model, batch by batch, and calls fn with the values of
 // the named tensors (the model's graph outputs when outputs is nil). Any tensor of the graph
-// can be named. Samples holding NaN or Inf are refused. With a fixed model batch size, samples
-// that do not fill a last batch are left out. It returns the number of samples run.
+// can be named. Data that names no input feeds the model's one float32 input; a
+// dataset.FieldReader feeds each model input from its field of the same name (see planFeed).
+// Samples holding NaN or Inf are refused. With a fixed model batch size, samples that do not
+// fill a last batch are left out. It returns the number of samples run.
 func Infer(m *onnxio.Model, r dataset.Reader, outputs []string, opts Options, fn func(b Batch) error) (int, error) {
-	in, err := ModelInput(m)
-	if err != nil {
-		return 0, err
-	}
 	batch := opts.Batch
 	if batch <= 0 {
 		batch = DefaultBatch
 	}
-	if batch, err = in.fit(r.Shape(), batch); err != nil {
+	f, err := planFeed(m, r, batch)
+	if err != nil {
 		return 0, err
 	}
+	batch = f.batch
 	if opts.MaxSamples > 0 {
 		r = dataset.Limit(r, opts.MaxSamples)
 	}
-	if in.Dims != nil && in.Dims[0] > 0 && r.Len() < batch {
-		return 0, fmt.Errorf("model input %q has a fixed batch of %d but the data holds %d samples", in.Name, batch, r.Len())
+	if name := f.fixedBatch(); name != "" && r.Len() < batch {
+		return 0, fmt.Errorf("model input %q has a fixed batch of %d but the data holds %d samples", name, batch, r.Len())
 	}
 	run := m
 	if outputs != nil {
@@ -137,11 +145,15 @@ func Infer(m *onnxio.Model, r dataset.Reader, outputs []string, opts Options, fn
 	if err != nil {
 		return 0, err
 	}
-	sess, err := NewSession(data, in.Name, outputs, opts.Runtime)
+	sess, err := NewSessionInputs(data, f.names(), outputs, opts.Runtime)
 	if err != nil {
 		return 0, err
 	}
 	defer sess.Close()
+	if !f.single {
+		return inferFields(sess, f, r, opts, fn)
+	}
+	in := f.inputs[0]
 
 	size := 1
 	for _, d := range r.Shape() {
@@ -162,7 +174,7 @@ func Infer(m *onnxio.Model, r dataset.Reader, outputs []string, opts Options, fn
 		if err != nil && err != io.EOF {
 			return done, fmt.Errorf("read data: %w", err)
 		}
-		if n < batch && in.Dims != nil && in.Dims[0] > 0 {
+		if n < batch && f.fixedBatch() != "" {
 			break // a fixed batch size cannot take a partial batch
 		}
 		x := buf[:n*size]
@@ -171,7 +183,8 @@ func Infer(m *onnxio.Model, r dataset.Reader, outputs []string, opts Options, fn
 		}
 		dims[0] = int64(n)
 		err = sess.Run(x, dims, func(outs []Output) error {
-			return fn(Batch{First: done, N: n, Input: x, Outputs: outs})
+			fed := []Fed{{Name: in.Name, Type: dataset.Float32, Shape: dims, Data: dataset.BytesOf(x)}}
+			return fn(Batch{First: done, N: n, Input: x, Inputs: fed, Outputs: outs})
 		})
 		if err != nil {
 			return done, err
@@ -225,7 +238,7 @@ func firstNonFinite(x []float32) int {
 // the host, which adds them up in float64.
 func Collect(m *onnxio.Model, r dataset.Reader, tensors []string, opts Options) (*calib.Result, error) {
 	if !opts.HostStats {
-		gm, plans, err := gramModel(m, tensors)
+		gm, plans, err := gramModel(m, tensors, opts.ChannelsLast)
 		if err == nil {
 			return collectGram(m, gm, plans, r, opts)
 		}
@@ -238,14 +251,12 @@ func Collect(m *onnxio.Model, r dataset.Reader, tensors []string, opts Options) 
 
 // collectHost is Collect with the captured tensors copied out and accumulated by Stats.AddNCHW.
 func collectHost(m *onnxio.Model, r dataset.Reader, tensors []string, opts Options) (*calib.Result, error) {
-	in, err := ModelInput(m)
-	if err != nil {
-		return nil, err
-	}
-	// The graph input is taken from the fed data; onnxruntime returns the others.
+	// Graph inputs are taken from the fed data; onnxruntime returns the other tensors.
+	want := map[string]bool{}
 	var run []string
 	for _, name := range tensors {
-		if name != in.Name {
+		want[name] = true
+		if !m.Graph.IsGraphInput(name) {
 			run = append(run, name)
 		}
 	}
@@ -253,18 +264,23 @@ func collectHost(m *onnxio.Model, r dataset.Reader, tensors []string, opts Optio
 		run = m.Graph.Outputs()
 	}
 	res := calib.NewResult()
-	sample := make([]int64, 0, len(r.Shape())+1)
-	for _, d := range r.Shape() {
-		sample = append(sample, int64(d))
-	}
 	n, err := Infer(m, r, run, opts, func(b Batch) error {
-		vals := b.Outputs
-		if len(run) != len(tensors) {
-			vals = append(vals, Output{Name: in.Name, Shape: append([]int64{int64(b.N)}, sample...), Data: b.Input})
+		for _, o := range b.Outputs {
+			if want[o.Name] {
+				if err := res.Add(o.Name, o.Shape, o.Data); err != nil {
+					return err
+				}
+			}
 		}
-		for _, o := range vals {
-			if err := res.Add(o.Name, o.Shape, o.Data); err != nil {
-				return err
+		for _, in := range b.Inputs {
+			if want[in.Name] {
+				x := in.Floats()
+				if x == nil {
+					return fmt.Errorf("tensor %q is %v; statistics need float32", in.Name, in.Type)
+				}
+				if err := res.Add(in.Name, in.Shape, x); err != nil {
+					return err
+				}
 			}
 		}
 		return checkFinite(res, m, tensors, b)

@@ -71,6 +71,7 @@ const gramBlockRows = 64
 type gramPlan struct {
 	name   string // the captured tensor
 	c      int    // its channels, when the model tells them; 0 when unknown
+	last   bool   // channels on the last axis (Gemm and MatMul), not axis 1
 	shape  string // output: Shape(T) as float32
 	shift  string // output: s (C)
 	sum    string // output: d (C)
@@ -100,7 +101,7 @@ func blocks(c int) [][2]int {
 // gramModel returns a copy of m whose graph outputs are the statistics of the named tensors
 // (see gramPlan), and the plans in the order of tensors. Nodes that no output needs are
 // removed. It returns errNoGram for models older than MinGramOpset.
-func gramModel(m *onnxio.Model, tensors []string) (*onnxio.Model, []gramPlan, error) {
+func gramModel(m *onnxio.Model, tensors []string, last map[string]bool) (*onnxio.Model, []gramPlan, error) {
 	opset := m.Opset()
 	if opset < MinGramOpset {
 		return nil, nil, errNoGram
@@ -112,11 +113,16 @@ func gramModel(m *onnxio.Model, tensors []string) (*onnxio.Model, []gramPlan, er
 			return nil, nil, fmt.Errorf("model has no tensor %q", t)
 		}
 	}
-	// N x C x P views, shared by a tensor and the one inverted from it.
+	// N x C x P views, shared by a tensor and the one inverted from it. A tensor whose
+	// channels are its last axis (..., C) is viewed as M x C x 1, every other position a sample.
 	ncp := map[string]string{}
-	view := func(t string) string {
+	view := func(t string, last bool, c int) string {
 		if _, ok := ncp[t]; !ok {
-			ncp[t] = b.node("Reshape", []string{t, b.ints(t+"/ncp", 0, 0, -1)}, t+"/ncp")
+			shape := b.ints(t+"/ncp", 0, 0, -1)
+			if last {
+				shape = b.ints(t+"/mc1", -1, int64(c), 1)
+			}
+			ncp[t] = b.node("Reshape", []string{t, shape}, t+"/ncp")
 		}
 		return ncp[t]
 	}
@@ -131,13 +137,18 @@ func gramModel(m *onnxio.Model, tensors []string) (*onnxio.Model, []gramPlan, er
 		seen[t] = true
 		start := len(b.nodes)
 		c := channels(m.Graph, t)
-		p := gramPlan{name: t, c: c}
+		p := gramPlan{name: t, c: c, last: last[t]}
+		if p.last {
+			if p.c = lastChannels(m.Graph, t); p.c == 0 {
+				return nil, nil, fmt.Errorf("tensor %q: channels on the last axis, but no constant weight tells how many", t)
+			}
+		}
 		var x string // N x C x P
 		if y, alpha, ok := leakyReluOf(m.Graph, t); ok {
-			x = b.node("LeakyRelu", []string{view(y)}, t+"/inverse", floatAttr("alpha", 1/alpha))
+			x = b.node("LeakyRelu", []string{view(y, p.last, p.c)}, t+"/inverse", floatAttr("alpha", 1/alpha))
 			p.shape = b.node("Cast", []string{b.node("Shape", []string{y}, t+"/shape")}, t+"/shape_f", onnxio.IntAttr("to", int64(onnxpb.TensorProto_FLOAT)))
 		} else {
-			x = view(t)
+			x = view(t, p.last, p.c)
 			p.shape = b.node("Cast", []string{b.node("Shape", []string{t}, t+"/shape")}, t+"/shape_f", onnxio.IntAttr("to", int64(onnxpb.TensorProto_FLOAT)))
 		}
 		// The first sample by Gather (C x P), not Slice: onnxruntime mis-plans a Slice-10
@@ -146,7 +157,7 @@ func gramModel(m *onnxio.Model, tensors []string) (*onnxio.Model, []gramPlan, er
 		p.shift = b.reduce("ReduceMean", first, t+"/shift", true, 1)
 		d := b.node("Sub", []string{x, p.shift}, t+"/centred")
 		p.sum = b.reduce("ReduceSum", d, t+"/sum", false, 0, 2)
-		if c > 0 && c <= gramBatchedMax {
+		if c = p.c; c > 0 && c <= gramBatchedMax {
 			dt := b.node("Transpose", []string{d}, t+"/centred_t", onnxio.IntsAttr("perm", []int64{0, 2, 1}))
 			gn := b.node("MatMul", []string{d, dt}, t+"/gram_n")
 			p.blocks = []gramBlock{{out: b.reduce("ReduceSum", gn, t+"/gram", false, 0)}}
@@ -242,6 +253,36 @@ func channels(g *onnxio.Graph, t string) int {
 	for _, n := range g.Consumers(t) {
 		if w := weight(n); w != nil && n.Inputs[0] == t {
 			return int(w[1] * n.AttrInt("group", 1))
+		}
+	}
+	return 0
+}
+
+// lastChannels returns the channels of tensor t on its last axis, as the constant weight of
+// a Gemm or MatMul that reads or writes it implies (K of a K x N weight for its input, N for
+// its output; transposed with Gemm's transB); 0 when none does.
+func lastChannels(g *onnxio.Graph, t string) int {
+	dims := func(n *onnxio.Node) (k, nn int64, ok bool) {
+		if (n.Op != "MatMul" && n.Op != "Gemm") || len(n.Inputs) < 2 {
+			return 0, 0, false
+		}
+		w := g.Initializer(n.Inputs[1])
+		if w == nil || len(w.Dims) != 2 {
+			return 0, 0, false
+		}
+		if n.Op == "Gemm" && n.AttrInt("transB", 0) != 0 {
+			return w.Dims[1], w.Dims[0], true
+		}
+		return w.Dims[0], w.Dims[1], true
+	}
+	if p := g.Producer(t); p != nil {
+		if _, n, ok := dims(p); ok && p.Outputs[0] == t {
+			return int(n)
+		}
+	}
+	for _, n := range g.Consumers(t) {
+		if k, _, ok := dims(n); ok && n.Inputs[0] == t {
+			return int(k)
 		}
 	}
 	return 0
@@ -380,11 +421,13 @@ func collectGram(m, gm *onnxio.Model, plans []gramPlan, r dataset.Reader, opts O
 			for i, v := range shape {
 				dims[i] = int64(v)
 			}
-			count := dims[0]
+			count, ch := dims[0], int(dims[1])
 			for _, v := range dims[2:] {
 				count *= v
 			}
-			ch := int(dims[1])
+			if p.last {
+				count, ch = count*dims[1]/dims[len(dims)-1], int(dims[len(dims)-1])
+			}
 			s := res.Stats[p.name]
 			if s == nil {
 				s = calib.NewStats(ch)

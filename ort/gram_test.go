@@ -127,7 +127,7 @@ func TestGramMatchesHost(t *testing.T) {
 				data = func() (dataset.Reader, error) { return dataset.Normal(shape, 150, 100, 1, 4), nil }
 			}
 			tensors := convTensors(m)
-			if _, _, err := gramModel(m, tensors); err != nil {
+			if _, _, err := gramModel(m, tensors, nil); err != nil {
 				t.Fatalf("no in-graph statistics for %s: %v", c.model, err)
 			}
 			run := func(host bool) *calib.Result {
@@ -178,7 +178,7 @@ func TestGramCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gm, plans, err := gramModel(m, convTensors(m))
+	gm, plans, err := gramModel(m, convTensors(m), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestGramCapture(t *testing.T) {
 		}
 	}
 
-	if _, plans, err := gramModel(m, []string{"input", "input"}); err != nil || len(plans) != 1 {
+	if _, plans, err := gramModel(m, []string{"input", "input"}, nil); err != nil || len(plans) != 1 {
 		t.Errorf("a tensor named twice: %d plans, %v; want it captured once", len(plans), err)
 	}
 
@@ -206,7 +206,7 @@ func TestGramCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.Proto.OpsetImport[0].Version = proto.Int64(6)
-	if _, _, err := gramModel(old, convTensors(old)); !errors.Is(err, errNoGram) {
+	if _, _, err := gramModel(old, convTensors(old), nil); !errors.Is(err, errNoGram) {
 		t.Fatalf("gramModel of an opset-6 model: %v, want errNoGram", err)
 	}
 	// The reductions and Slice change form with the opset (axes an attribute before 13 or 18,
@@ -300,7 +300,7 @@ func testGramBlocks(t *testing.T, opset int64) {
 	m := wideModel(t)
 	m.Proto.OpsetImport[0].Version = proto.Int64(opset)
 	tensors := convTensors(m)
-	_, plans, err := gramModel(m, tensors)
+	_, plans, err := gramModel(m, tensors, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

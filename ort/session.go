@@ -1,6 +1,7 @@
 package ort
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/convpca/convpca/dataset"
 )
 
 // LibraryEnv is the environment variable that names the onnxruntime shared library.
@@ -135,10 +138,10 @@ type RuntimeOptions struct {
 
 var cudaWarning sync.Once
 
-// Session runs one model in onnxruntime: a single float input, any number of outputs.
+// Session runs one model in onnxruntime: one or more inputs, any number of outputs.
 type Session struct {
 	s        *ort.DynamicAdvancedSession
-	input    string
+	inputs   []string
 	outputs  []string
 	Provider Provider // the provider actually used: CPU or CUDA
 }
@@ -146,6 +149,12 @@ type Session struct {
 // NewSession creates a session for the serialized model, fed through the graph input named
 // input and returning the named outputs.
 func NewSession(model []byte, input string, outputs []string, opts RuntimeOptions) (*Session, error) {
+	return NewSessionInputs(model, []string{input}, outputs, opts)
+}
+
+// NewSessionInputs creates a session for the serialized model, fed through the named graph
+// inputs (RunFeeds takes them in this order) and returning the named outputs.
+func NewSessionInputs(model []byte, inputs, outputs []string, opts RuntimeOptions) (*Session, error) {
 	if err := InitRuntime(opts.Library); err != nil {
 		return nil, err
 	}
@@ -175,11 +184,11 @@ func NewSession(model []byte, input string, outputs []string, opts RuntimeOption
 			})
 		}
 	}
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, []string{input}, outputs, so)
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, inputs, outputs, so)
 	if err != nil {
 		return nil, fmt.Errorf("onnxruntime could not load the model: %s", firstLine(err))
 	}
-	return &Session{s: s, input: input, outputs: outputs, Provider: used}, nil
+	return &Session{s: s, inputs: inputs, outputs: outputs, Provider: used}, nil
 }
 
 func appendCUDA(so *ort.SessionOptions) error {
@@ -212,24 +221,71 @@ func firstLine(err error) string {
 	return strings.TrimSpace(s)
 }
 
-// Output is one output of a run: its shape and values (row-major). Data belongs to the
-// runtime and is valid only during the callback it is passed to.
+// Output is one output of a run: its shape and values (row-major), as float32 whatever the
+// output's element type (other types are converted). Data belongs to the runtime and is valid
+// only during the callback it is passed to.
 type Output struct {
 	Name  string
 	Shape []int64
 	Data  []float32
 }
 
-// Run feeds x (shape dims) through the model and calls fn with the outputs, in the order the
-// session was created with.
+// Run feeds x (shape dims) through the model, which must have been created with one input, and
+// calls fn with the outputs, in the order the session was created with.
 func (s *Session) Run(x []float32, dims []int64, fn func(outs []Output) error) error {
+	if len(s.inputs) != 1 {
+		panic(fmt.Sprintf("calib: Session.Run of a session of %d inputs", len(s.inputs)))
+	}
 	in, err := ort.NewTensor(ort.NewShape(dims...), x)
 	if err != nil {
 		return fmt.Errorf("input tensor %v: %w", dims, err)
 	}
 	defer in.Destroy()
+	return s.run([]ort.Value{in}, fn)
+}
+
+// RunFeeds feeds one batch of every input, in the order the session was created with, and
+// calls fn with the outputs.
+func (s *Session) RunFeeds(ins []Fed, fn func(outs []Output) error) error {
+	if len(ins) != len(s.inputs) {
+		panic(fmt.Sprintf("calib: RunFeeds with %d inputs for a session of %d", len(ins), len(s.inputs)))
+	}
+	vals := make([]ort.Value, len(ins))
+	defer func() {
+		for _, v := range vals {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	for i, in := range ins {
+		t, ok := elementType[in.Type]
+		if !ok {
+			return fmt.Errorf("input %q: element type %v cannot be fed", in.Name, in.Type)
+		}
+		v, err := ort.NewCustomDataTensor(ort.NewShape(in.Shape...), in.Data, t)
+		if err != nil {
+			return fmt.Errorf("input %q tensor %v: %s", in.Name, in.Shape, firstLine(err))
+		}
+		vals[i] = v
+	}
+	return s.run(vals, fn)
+}
+
+// elementType is onnxruntime's element type of each type a data set holds.
+var elementType = map[dataset.DType]ort.TensorElementDataType{
+	dataset.Float32: ort.TensorElementDataTypeFloat,
+	dataset.Float16: ort.TensorElementDataTypeFloat16,
+	dataset.Int64:   ort.TensorElementDataTypeInt64,
+	dataset.Int32:   ort.TensorElementDataTypeInt32,
+	dataset.Int8:    ort.TensorElementDataTypeInt8,
+	dataset.Uint8:   ort.TensorElementDataTypeUint8,
+	dataset.Bool:    ort.TensorElementDataTypeBool,
+}
+
+func (s *Session) run(ins []ort.Value, fn func(outs []Output) error) error {
 	vals := make([]ort.Value, len(s.outputs))
-	if err := s.s.Run([]ort.Value{in}, vals); err != nil {
+	if err := s.s.Run(ins, vals); err != nil {
 		return fmt.Errorf("onnxruntime: %s", firstLine(err))
 	}
 	defer func() {
@@ -241,13 +297,59 @@ func (s *Session) Run(x []float32, dims []int64, fn func(outs []Output) error) e
 	}()
 	outs := make([]Output, len(vals))
 	for i, v := range vals {
-		t, ok := v.(*ort.Tensor[float32])
-		if !ok {
-			return fmt.Errorf("output %q is not a float32 tensor", s.outputs[i])
+		data, shape, err := floats(v)
+		if err != nil {
+			return fmt.Errorf("output %q: %w", s.outputs[i], err)
 		}
-		outs[i] = Output{Name: s.outputs[i], Shape: t.GetShape(), Data: t.GetData()}
+		outs[i] = Output{Name: s.outputs[i], Shape: shape, Data: data}
 	}
 	return fn(outs)
+}
+
+// floats returns the values of an output tensor as float32: the runtime's own memory for a
+// float32 tensor, a converted copy for other numeric types.
+func floats(v ort.Value) ([]float32, []int64, error) {
+	switch t := v.(type) {
+	case *ort.Tensor[float32]:
+		return t.GetData(), t.GetShape(), nil
+	case *ort.Tensor[float64]:
+		return convert(t.GetData()), t.GetShape(), nil
+	case *ort.Tensor[int64]:
+		return convert(t.GetData()), t.GetShape(), nil
+	case *ort.Tensor[int32]:
+		return convert(t.GetData()), t.GetShape(), nil
+	case *ort.Tensor[int8]:
+		return convert(t.GetData()), t.GetShape(), nil
+	case *ort.Tensor[uint8]:
+		return convert(t.GetData()), t.GetShape(), nil
+	case *ort.Tensor[bool]:
+		d := t.GetData()
+		out := make([]float32, len(d))
+		for i, b := range d {
+			if b {
+				out[i] = 1
+			}
+		}
+		return out, t.GetShape(), nil
+	case *ort.CustomDataTensor:
+		if ort.TensorElementDataType(t.DataType()) == ort.TensorElementDataTypeFloat16 {
+			d := t.GetData()
+			out := make([]float32, len(d)/2)
+			for i := range out {
+				out[i] = dataset.Float16ToFloat32(binary.NativeEndian.Uint16(d[2*i:]))
+			}
+			return out, t.GetShape(), nil
+		}
+	}
+	return nil, nil, errors.New("is not a tensor of numbers convpca reads (float32, float16, float64, int64, int32, int8, uint8, bool)")
+}
+
+func convert[T int64 | int32 | int8 | uint8 | float64](d []T) []float32 {
+	out := make([]float32, len(d))
+	for i, v := range d {
+		out[i] = float32(v)
+	}
+	return out
 }
 
 // Close releases the session.

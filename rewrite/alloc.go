@@ -48,7 +48,7 @@ func Allocate(plans []*Plan, opts Options) error {
 			st.inSum = sum(p.inPCA.Values)
 		}
 		if side != SideInput {
-			st.k = p.OutChannels
+			st.k = p.outFull()
 			if has && fixed.Out > 0 {
 				st.k, st.fixK = fixed.Out, true
 			}
@@ -103,7 +103,7 @@ func Allocate(plans []*Plan, opts Options) error {
 		if input {
 			return st.r, st.p.in, st.fixR
 		}
-		return st.k, st.p.OutChannels, st.fixK
+		return st.k, st.p.outFull(), st.fixK
 	}
 	set := func(st *state, input bool, r int) {
 		if input {

@@ -107,22 +107,52 @@ func (r *Report) MACRatio() float64 {
 	return float64(r.Before.MACs) / float64(r.After.MACs)
 }
 
-// Targets returns the tensors whose statistics Compress needs: the input and output of every
-// Conv node of the main graph, in graph order, each once.
-func Targets(m *onnxio.Model) []string {
-	var out []string
-	seen := map[string]bool{}
+// HasLayers reports whether m's main graph has a Conv, Gemm or MatMul node, factorizable or
+// not.
+func HasLayers(m *onnxio.Model) bool {
 	for _, n := range m.Graph.Nodes {
-		if isLayer(n) && len(n.Inputs) > 0 && len(n.Outputs) == 1 {
-			for _, t := range []string{n.Inputs[0], n.Outputs[0]} {
-				if !seen[t] {
-					seen[t] = true
-					out = append(out, t)
-				}
-			}
+		if isLayer(n) {
+			return true
 		}
 	}
-	return out
+	return false
+}
+
+// Targets returns the tensors whose statistics Compress needs with side (SideBoth for ""):
+// the input (unless side is SideOutput) and output of every Conv that MatchLayer accepts, and
+// the input of every such Gemm and MatMul (whose output statistics follow from it), in graph
+// order, each once. Grouped Convs, layers whose weight is not a constant and products of
+// two activations need no statistics and get none. last holds the tensors whose channels are
+// their last axis (those of Gemm and MatMul layers, every other position a sample).
+func Targets(m *onnxio.Model, side Side) (tensors []string, last map[string]bool) {
+	seen := map[string]bool{}
+	last = map[string]bool{}
+	add := func(t string, dense bool) {
+		if dense {
+			last[t] = true
+		}
+		if !seen[t] {
+			seen[t] = true
+			tensors = append(tensors, t)
+		}
+	}
+	for _, n := range m.Graph.Nodes {
+		if !isLayer(n) || len(n.Inputs) == 0 || len(n.Outputs) != 1 {
+			continue
+		}
+		if c, _ := MatchLayer(m.Graph, n); c == nil {
+			continue
+		}
+		if isDense(n) { // the output's statistics follow from the input's (LinearOutputPCA)
+			add(n.Inputs[0], true)
+			continue
+		}
+		if side != SideOutput {
+			add(n.Inputs[0], false)
+		}
+		add(n.Outputs[0], false)
+	}
+	return tensors, last
 }
 
 // Compress factorizes, in place, each Conv of m with the statistics in res (see Targets) and
@@ -251,12 +281,16 @@ func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side) (
 	p := &Plan{Layer: Layer{Name: n.Label(), Op: n.Op, Side: side}}
 	p.spatialIn, p.spatialOut = -1, -1
 	if len(n.Outputs) == 1 && len(n.Inputs) > 0 {
-		p.InChannels, p.spatialIn = spatialOf(res, n.Inputs[0])
-		p.OutChannels, p.spatialOut = spatialOf(res, n.Outputs[0])
+		p.InChannels, p.spatialIn = spatialOf(res, n.Inputs[0], isDense(n))
+		p.OutChannels, p.spatialOut = spatialOf(res, n.Outputs[0], isDense(n))
 	}
 	c, reason := MatchLayer(g, n)
-	if c != nil && c.Spatial() == 0 && p.spatialIn != 1 {
-		c, reason = nil, fmt.Sprintf("%s input has more than two dimensions", n.Op)
+	if c != nil && n.Op == "Gemm" && p.spatialIn > 1 {
+		c, reason = nil, "Gemm input has more than two dimensions"
+	}
+	dense := c != nil && c.Spatial() == 0
+	if dense { // the output's statistics follow from the input's (LinearOutputPCA)
+		p.OutChannels, p.spatialOut = c.Out(), p.spatialIn
 	}
 	if c != nil && p.spatialOut >= 0 {
 		kernel := c.PerChannel() / int(c.Dims[1])
@@ -275,14 +309,25 @@ func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side) (
 		return p, nil
 	}
 	inStats, outStats := res.Stats[n.Inputs[0]], res.Stats[n.Outputs[0]]
-	if inStats == nil || outStats == nil || p.spatialIn < 0 || p.spatialOut < 0 {
-		p.Reason = "no statistics (the Conv's input or output was not captured)"
+	if dense {
+		outStats = nil
+	}
+	if ((side != SideOutput || dense) && (inStats == nil || p.spatialIn < 0)) || (outStats == nil && !dense) || p.spatialOut < 0 {
+		p.Reason = fmt.Sprintf("no statistics (the %s's input or output was not captured)", n.Op)
 		return p, nil
 	}
 	p.conv, p.in = c, int(c.Dims[1])
+	p.InChannels = p.in
 	p.kk = c.PerChannel() / p.in
-	if outStats.Dim != c.Out() || inStats.Dim != p.in {
-		return nil, fmt.Errorf("statistics have %d -> %d channels, weight has %d -> %d", inStats.Dim, outStats.Dim, p.in, c.Out())
+	if (outStats != nil && outStats.Dim != c.Out()) || (inStats != nil && inStats.Dim != p.in) {
+		inDim, outDim := p.in, c.Out()
+		if inStats != nil {
+			inDim = inStats.Dim
+		}
+		if outStats != nil {
+			outDim = outStats.Dim
+		}
+		return nil, fmt.Errorf("statistics have %d -> %d channels, weight has %d -> %d", inDim, outDim, p.in, c.Out())
 	}
 	var err error
 	if side != SideOutput {
@@ -290,7 +335,12 @@ func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side) (
 			return nil, fmt.Errorf("input statistics: %w", err)
 		}
 	}
-	if side != SideInput {
+	switch {
+	case side != SideInput && dense:
+		if p.outPCA, p.mean, err = LinearOutputPCA(c.WeightMatrix(), c.Bias, inStats.Mean(), inStats.Covariance()); err != nil {
+			return nil, fmt.Errorf("output statistics (from the input's): %w", err)
+		}
+	case side != SideInput:
 		if p.outPCA, err = calib.Eigen(outStats.Covariance()); err != nil {
 			return nil, fmt.Errorf("output statistics: %w", err)
 		}
@@ -417,10 +467,17 @@ func (p *Plan) factors() Factors {
 }
 
 // spatialOf returns the channels and spatial positions of a captured tensor (-1 when unknown).
-func spatialOf(res *calib.Result, tensor string) (channels int, positions int64) {
+func spatialOf(res *calib.Result, tensor string, last bool) (channels int, positions int64) {
 	shape, ok := res.Shapes[tensor]
 	if !ok || len(shape) < 1 {
 		return 0, -1
+	}
+	if last { // Gemm and MatMul: channels on the last axis, every other position a sample
+		positions = 1
+		for _, d := range shape[:len(shape)-1] {
+			positions *= d
+		}
+		return int(shape[len(shape)-1]), positions
 	}
 	positions = 1
 	for _, d := range shape[1:] {

@@ -45,7 +45,7 @@ func MatchConv(g *onnxio.Graph, n *onnxio.Node) (*Conv, string) {
 	}
 	wt := g.Initializer(n.Inputs[1])
 	if wt == nil {
-		return nil, fmt.Sprintf("weight %q is not a constant initializer", n.Inputs[1])
+		return nil, notConstant(g, "weight", n.Inputs[1])
 	}
 	if dt := onnxpb.TensorProto_DataType(wt.GetDataType()); dt != onnxpb.TensorProto_FLOAT {
 		return nil, fmt.Sprintf("weight %q has element type %v (only float32 is rewritten)", n.Inputs[1], dt)
@@ -61,7 +61,7 @@ func MatchConv(g *onnxio.Graph, n *onnxio.Node) (*Conv, string) {
 	if len(n.Inputs) > 2 && n.Inputs[2] != "" {
 		bt := g.Initializer(n.Inputs[2])
 		if bt == nil {
-			return nil, fmt.Sprintf("bias %q is not a constant initializer", n.Inputs[2])
+			return nil, notConstant(g, "bias", n.Inputs[2])
 		}
 		b, err := onnxio.Float64s(bt)
 		if err != nil {
@@ -83,104 +83,6 @@ type Factors struct {
 	Core   *mat.Dense // k x (r·kernel), k = out without Up, r = in without Down
 	Up     *mat.Dense // out x k: V, or nil
 	UpBias []float64  // length out, with Up
-}
-
-// Replace replaces c in g by the Convs (Gemms for a Gemm or MatMul) of f, in c's place in g.Nodes. The last of them writes
-// c's output tensor, so consumers and graph outputs are untouched; new tensors are declared in
-// value_info with their channel counts.
-func Replace(g *onnxio.Graph, c *Conv, f Factors) Replacement {
-	n := c.Node
-	label := n.Label()
-	in, out := n.Inputs[0], n.Outputs[0]
-	ones := make([]int64, c.Spatial())
-	for i := range ones {
-		ones[i] = 1
-	}
-	// Convs are replaced by Convs; Gemm and MatMul by Gemms over W (transB = 1).
-	op, pointAttrs := "Conv", []*onnxpb.AttributeProto{onnxio.IntsAttr("kernel_shape", ones)}
-	if isDense(n) {
-		op, pointAttrs = "Gemm", []*onnxpb.AttributeProto{onnxio.IntAttr("transB", 1)}
-	}
-	bias := func(suffix string, b []float64) string {
-		bt := onnxio.FloatTensor(g.UniqueName(label+suffix+"_B"), []int64{int64(len(b))}, toFloat32Vec(b))
-		g.SetInitializer(bt)
-		return bt.GetName()
-	}
-	pointwise := func(suffix, x, y string, w *mat.Dense, b []float64) *onnxio.Node {
-		rows, cols := w.Dims()
-		wt := onnxio.FloatTensor(g.UniqueName(label+suffix+"_W"), append([]int64{int64(rows), int64(cols)}, ones...), toFloat32(w))
-		g.SetInitializer(wt)
-		inputs := []string{x, wt.GetName()}
-		if b != nil {
-			inputs = append(inputs, bias(suffix, b))
-		}
-		return &onnxio.Node{
-			Name: g.UniqueName(label + suffix), Op: op, Domain: n.Domain,
-			Inputs: inputs, Outputs: []string{y}, Attrs: pointAttrs,
-		}
-	}
-	declare := func(name, like string, channels int) {
-		var dims []int64
-		if vi := g.ValueInfo(like); vi != nil {
-			if d, ok := onnxio.Shape(vi); ok && len(d) >= 2 {
-				dims = append([]int64(nil), d...)
-				dims[1] = int64(channels)
-			}
-		}
-		g.SetValueInfo(onnxio.TensorInfo(name, onnxpb.TensorProto_FLOAT, dims))
-	}
-
-	var nodes []*onnxio.Node
-	var rep Replacement
-	coreIn := in
-	if f.Down != nil {
-		r, _ := f.Down.Dims()
-		coreIn = g.UniqueName(in + "_" + label + "_pca_in")
-		rep.Down = pointwise("_pca_down", in, coreIn, f.Down, nil)
-		nodes = append(nodes, rep.Down)
-		declare(coreIn, in, r)
-	}
-	k, cols := f.Core.Dims()
-	coreOut := out
-	if f.Up != nil {
-		coreOut = g.UniqueName(out + "_pca")
-		declare(coreOut, out, k)
-	}
-	coreDims := append([]int64{int64(k), int64(cols) / int64(c.PerChannel()/int(c.Dims[1]))}, c.Dims[2:]...)
-	coreW := onnxio.FloatTensor(g.UniqueName(label+"_pca_core_W"), coreDims, toFloat32(f.Core))
-	g.SetInitializer(coreW)
-	coreInputs := []string{coreIn, coreW.GetName()}
-	coreAttrs := n.Attrs
-	if isDense(n) {
-		coreAttrs = pointAttrs
-		if f.Up == nil && c.Bias != nil { // alpha and beta are folded into W and the bias
-			coreInputs = append(coreInputs, bias("_pca_core", c.Bias))
-		}
-	} else if f.Up == nil && len(n.Inputs) > 2 && n.Inputs[2] != "" {
-		coreInputs = append(coreInputs, n.Inputs[2])
-	}
-	rep.Core = &onnxio.Node{
-		Name: g.UniqueName(label + "_pca_core"), Op: op, Domain: n.Domain,
-		Inputs: coreInputs, Outputs: []string{coreOut}, Attrs: coreAttrs,
-	}
-	nodes = append(nodes, rep.Core)
-	if f.Up != nil {
-		rep.Up = pointwise("_pca_up", coreOut, out, f.Up, f.UpBias)
-		nodes = append(nodes, rep.Up)
-	}
-	for i, m := range g.Nodes {
-		if m == n {
-			g.Nodes = append(g.Nodes[:i], append(nodes, g.Nodes[i+1:]...)...)
-			break
-		}
-	}
-	return rep
-}
-
-// Replacement holds the nodes Replace put in place of a Conv; Down and Up are nil when that side
-// is not factorized.
-type Replacement struct {
-	Down, Core, Up *onnxio.Node
 }
 
 func toFloat32(m *mat.Dense) []float32 {

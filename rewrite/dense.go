@@ -31,7 +31,7 @@ func MatchDense(g *onnxio.Graph, n *onnxio.Node) (*Conv, string) {
 	}
 	bt := g.Initializer(n.Inputs[1])
 	if bt == nil {
-		return nil, fmt.Sprintf("weight %q is not a constant initializer", n.Inputs[1])
+		return nil, notConstant(g, "weight", n.Inputs[1])
 	}
 	if dt := onnxpb.TensorProto_DataType(bt.GetDataType()); dt != onnxpb.TensorProto_FLOAT {
 		return nil, fmt.Sprintf("weight %q has element type %v (only float32 is rewritten)", n.Inputs[1], dt)
@@ -72,7 +72,7 @@ func MatchDense(g *onnxio.Graph, n *onnxio.Node) (*Conv, string) {
 	if n.Op == "Gemm" && len(n.Inputs) > 2 && n.Inputs[2] != "" {
 		ct := g.Initializer(n.Inputs[2])
 		if ct == nil {
-			return nil, fmt.Sprintf("bias %q is not a constant initializer", n.Inputs[2])
+			return nil, notConstant(g, "bias", n.Inputs[2])
 		}
 		cv, err := onnxio.Float64s(ct)
 		if err != nil {
@@ -107,4 +107,18 @@ func MatchLayer(g *onnxio.Graph, n *onnxio.Node) (*Conv, string) {
 // isLayer reports whether n is a node Compress considers: a Conv, Gemm or MatMul.
 func isLayer(n *onnxio.Node) bool {
 	return (n.Op == "Conv" && (n.Domain == "" || n.Domain == "ai.onnx")) || isDense(n)
+}
+
+// notConstant says why tensor name, the layer's weight or bias (what), is not a constant: it
+// is computed by a node (as in attention, a product of two activations), fed as a graph
+// input, or neither. Constants are initializers, also those listed as graph inputs below IR 4,
+// once Constant nodes and shape-only chains over constants are folded (onnxio FoldConstants).
+func notConstant(g *onnxio.Graph, what, name string) string {
+	if p := g.Producer(name); p != nil {
+		return fmt.Sprintf("%s %q is computed by %s %q, not a constant", what, name, p.Op, p.Label())
+	}
+	if g.IsGraphInput(name) {
+		return fmt.Sprintf("%s %q is a graph input, not a constant", what, name)
+	}
+	return fmt.Sprintf("%s %q is not a constant", what, name)
 }

@@ -15,8 +15,11 @@
 package rewrite
 
 import (
+	"errors"
 	"fmt"
+	"math"
 
+	"github.com/convpca/convpca/calib"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -78,4 +81,63 @@ func InputSide(w *mat.Dense, in int, u *mat.Dense) *mat.Dense {
 		copy(core.RawRowView(o), t.RawMatrix().Data)
 	}
 	return core
+}
+
+// LinearOutputPCA returns the PCA of the output of a dense layer y = W x + b (W out x in)
+// from the mean mu and covariance cov (in x in) of its input, without capturing y: its mean
+// is W mu + b and its covariance W cov Wᵀ, of rank at most in. With cov = Q Λ Qᵀ and the thin
+// SVD W Q Λ^½ = U S Zᵀ, the eigenvalues are S² and the eigenvectors U's columns, so only
+// min(out, in) components are returned (Vectors out x min(out, in)): the others have
+// eigenvalue 0 and y − E[y] lies in their complement, so projecting onto all of them is exact.
+func LinearOutputPCA(w *mat.Dense, b, mu []float64, cov *mat.SymDense) (calib.PCA, []float64, error) {
+	out, in := w.Dims()
+	inPCA, err := calib.Eigen(cov)
+	if err != nil {
+		return calib.PCA{}, nil, err
+	}
+	l := mat.NewDense(in, in, nil)
+	for j := 0; j < in; j++ {
+		s := math.Sqrt(inPCA.Values[j])
+		for i := 0; i < in; i++ {
+			l.Set(i, j, inPCA.Vectors.At(i, j)*s)
+		}
+	}
+	var wl mat.Dense
+	wl.Mul(w, l)
+	var svd mat.SVD
+	if !svd.Factorize(&wl, mat.SVDThin) {
+		return calib.PCA{}, nil, errors.New("singular value decomposition did not converge")
+	}
+	s := svd.Values(nil)
+	var u mat.Dense
+	svd.UTo(&u)
+	k := len(s)
+	p := calib.PCA{Values: make([]float64, k), Vectors: mat.NewDense(out, k, nil)}
+	for j := 0; j < k; j++ {
+		p.Values[j] = s[j] * s[j]
+		// The sign convention of calib.Eigen: the largest entry of each vector positive.
+		big := 0
+		for i := 0; i < out; i++ {
+			if math.Abs(u.At(i, j)) > math.Abs(u.At(big, j)) {
+				big = i
+			}
+		}
+		sign := 1.0
+		if u.At(big, j) < 0 {
+			sign = -1
+		}
+		for i := 0; i < out; i++ {
+			p.Vectors.Set(i, j, sign*u.At(i, j))
+		}
+	}
+	mean := make([]float64, out)
+	var wm mat.VecDense
+	wm.MulVec(w, mat.NewVecDense(in, mu))
+	for o := range mean {
+		mean[o] = wm.AtVec(o)
+		if b != nil {
+			mean[o] += b[o]
+		}
+	}
+	return p, mean, nil
 }

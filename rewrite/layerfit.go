@@ -22,6 +22,16 @@ func (p *Plan) Node() *onnxio.Node {
 	return p.conv.Node
 }
 
+// Tensors returns the tensors whose statistics a re-analysis of the plan's layer needs: its
+// input and output, or only the input of a dense layer (see Targets).
+func (p *Plan) Tensors() []string {
+	n := p.conv.Node
+	if p.conv.Spatial() == 0 {
+		return []string{n.Inputs[0]}
+	}
+	return []string{n.Inputs[0], n.Outputs[0]}
+}
+
 // Reanalyze analyses p's layer again in g, from the statistics res of its input and output as
 // g now computes them, keeping p's ranks, and returns the new plan.
 func Reanalyze(g *onnxio.Graph, p *Plan, res *calib.Result, opts Options) (*Plan, error) {
@@ -67,7 +77,10 @@ type Refit struct {
 func NewRefit(p *Plan, f Factors, rep Replacement, inShape, outShape []int64) (*Refit, error) {
 	n := p.conv.Node
 	kernel := toInts(p.conv.Dims[2:])
-	in, out := toInts(inShape[1:]), toInts(outShape[1:])
+	var in, out []int // spatial shapes; none for a dense layer, whose every row is a sample
+	if p.conv.Spatial() > 0 {
+		in, out = toInts(inShape[1:]), toInts(outShape[1:])
+	}
 	geo, err := ConvGeometry(n, kernel, in, out)
 	if err != nil {
 		return nil, err
@@ -84,11 +97,14 @@ func NewRefit(p *Plan, f Factors, rep Replacement, inShape, outShape []int64) (*
 }
 
 // Input returns the name of the tensor the core reads (z) in the compressed graph.
-func (r *Refit) Input() string { return r.rep.Core.Inputs[0] }
+func (r *Refit) Input() string { return r.rep.CoreIn }
 
 // Add accumulates n samples: z the core's input in the compressed model, y the layer's output
-// in the original model, both batch-first in NCHW order.
+// in the original model, both batch-first in NCHW order (channels last for a dense layer).
 func (r *Refit) Add(z, y []float32, n int) {
+	if r.p.conv.Spatial() == 0 { // every row of channels is a sample
+		n = len(z) / r.zIn
+	}
 	zSize, ySize := len(z)/n, len(y)/n
 	out, positions := r.p.OutChannels, r.position
 	for i := 0; i < n; i++ {
@@ -156,35 +172,27 @@ func (r *Refit) Finish(g *onnxio.Graph, ridge float64) error {
 	}
 	p.Refitted = true
 	// Write the refitted core: weights, and its bias folded into the up-projection's bias
-	// (μ − V Vᵀ μ + V c) or, without one, a new bias of its own.
+	// (μ − V Vᵀ μ + V c) or, without one, a bias of its own.
 	core := mat.DenseCopyOf(fit.Slice(0, cols-1, 0, zc).T())
 	c := mat.Col(nil, 0, fit.Slice(cols-1, cols, 0, zc).T())
-	wt := g.Initializer(rep.Core.Inputs[1])
-	g.SetInitializer(onnxio.FloatTensor(wt.GetName(), wt.Dims, toFloat32(core)))
-	if f.Up != nil {
-		var vc mat.VecDense
-		vc.MulVec(f.Up, mat.NewVecDense(zc, c))
-		upBias := make([]float64, out)
-		for o := range upBias {
-			upBias[o] = f.UpBias[o] + vc.AtVec(o)
-			if bias != nil { // f.UpBias already holds V Vᵀ b
-				var vvb float64
-				for j := 0; j < zc; j++ {
-					vvb += f.Up.At(o, j) * bias[j]
-				}
-				upBias[o] -= vvb
+	rep.SetCore(g, core)
+	if f.Up == nil {
+		rep.SetCoreBias(g, c)
+		return nil
+	}
+	var vc mat.VecDense
+	vc.MulVec(f.Up, mat.NewVecDense(zc, c))
+	upBias := make([]float64, out)
+	for o := range upBias {
+		upBias[o] = f.UpBias[o] + vc.AtVec(o)
+		if bias != nil { // f.UpBias already holds V Vᵀ b
+			var vvb float64
+			for j := 0; j < zc; j++ {
+				vvb += f.Up.At(o, j) * bias[j]
 			}
-		}
-		bt := g.Initializer(rep.Up.Inputs[2])
-		g.SetInitializer(onnxio.FloatTensor(bt.GetName(), bt.Dims, toFloat32Vec(upBias)))
-	} else {
-		name := g.UniqueName(p.Name + "_pca_core_B")
-		g.SetInitializer(onnxio.FloatTensor(name, []int64{int64(zc)}, toFloat32Vec(c)))
-		if len(rep.Core.Inputs) > 2 {
-			rep.Core.Inputs[2] = name
-		} else {
-			rep.Core.Inputs = append(rep.Core.Inputs, name)
+			upBias[o] -= vvb
 		}
 	}
+	rep.SetUpBias(g, upBias)
 	return nil
 }

@@ -37,11 +37,20 @@ func (c curve) at(r int) float64 {
 // statistics); only such plans have sides to measure or apply.
 func (p *Plan) Factorizable() bool { return p.conv != nil }
 
-// Channels returns the number of channels of one side of the plan's layer: its input channels
-// when input, else its output channels.
+// Channels returns the full rank of one side of the plan's layer: its input channels when
+// input, else its output channels (or, for a dense layer of more outputs than inputs, the
+// rank its outputs can have).
 func (p *Plan) Channels(input bool) int {
 	if input {
 		return p.in
+	}
+	return p.outFull()
+}
+
+// outFull is the output side's full rank: the number of output principal components.
+func (p *Plan) outFull() int {
+	if n := len(p.outPCA.Values); n > 0 {
+		return n
 	}
 	return p.OutChannels
 }

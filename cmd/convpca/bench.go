@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/convpca/convpca/dataset"
+	"github.com/convpca/convpca/latency"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/rewrite"
@@ -25,7 +26,7 @@ import (
 
 // benchOptions are the inputs of one bench run.
 type benchOptions struct {
-	Kind     string   // overhead, memory, latency, process (or collect: the memory child)
+	Kind     string   // overhead, memory, latency, process, layers (or collect: the memory child)
 	Models   []string // model paths
 	Data     string   // data file fed to the models, or "" for random normal data
 	Shape    []int    // one sample's shape for random data when the model's input has dynamic dimensions
@@ -38,6 +39,11 @@ type benchOptions struct {
 	Host     bool // overhead: also time the float64 host path (Options.HostStats)
 	Infer    bool // collect: run plain inference instead of calibration
 	ORTLib   string
+	// layers: the rank grid's multiple (0: the CPU's), ranks per side, time per layer, cache.
+	Multiple, Levels int
+	Budget           time.Duration
+	CacheDir         string
+	NoCache          bool
 	// exe returns the command that runs convpca with args in a new process (memory, process);
 	// nil runs this executable.
 	exe func(args ...string) *exec.Cmd
@@ -48,8 +54,8 @@ func init() { commands = append(commands, benchCommand) }
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
-		Usage:     "benchmarks: calibration overhead, its peak memory, model latency, whole-process times",
-		ArgsUsage: "overhead | memory | process | latency A.onnx [B.onnx ...]",
+		Usage:     "benchmarks: calibration overhead, its peak memory, model latency, whole-process times, layer latency tables",
+		ArgsUsage: "overhead | memory | process | latency A.onnx [B.onnx ...] | layers MODEL",
 		Description: "Each prints a Markdown table; timings are medians of --repeat runs (latency: of --runs).\n" +
 			"Every model is fed --calib DATA (any data file compress reads), or random normal numbers\n" +
 			"of the model input's shape (--input-shape C,H,W for dynamic dimensions) without it.\n" +
@@ -67,19 +73,33 @@ func benchCommand() *cli.Command {
 			"  latency   median and 90th percentile latency of each model at each --batch (default 1,64)\n" +
 			"            with --threads (default 1) on random inputs, after 5 warm-up runs, and the\n" +
 			"            speed-up over the first model.\n" +
+			"  layers    the latency table of each compressible layer (Conv with group 1, Gemm, MatMul by a\n" +
+			"            constant weight) measured alone in onnxruntime at one --batch (default 1) and\n" +
+			"            --threads (default 1): the original and its factorizations (package latency) on a\n" +
+			"            grid of ranks, multiples of --rank-multiple (default: 16 with AVX-512, 8 with AVX2,\n" +
+			"            else 4), with the best at a few rank levels, how well the grid and the sum of the\n" +
+			"            chain's nodes predict a measured chain, and the sum of the layers against the whole\n" +
+			"            model. Layer shapes come from one run of the model on one batch of --calib DATA or\n" +
+			"            random data. Measurements are cached (--cache, default\n" +
+			"            $CONVPCA_LATENCY_CACHE or ~/.cache/convpca/latency; --no-cache).\n" +
 			"Exit codes: 0 success, 1 failure, 2 bad usage.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "calib", Usage: "data fed to the models (default: random normal numbers)"},
 			&cli.StringFlag{Name: "input-shape", Usage: "one sample's `C,H,W` for random data where the model input is dynamic"},
 			&cli.StringFlag{Name: "samples", Usage: "samples per run, a `LIST` for memory"},
-			&cli.StringFlag{Name: "batch", Usage: "batch size(s), a comma-separated `LIST` (default 64; memory 16,64,256; latency 1,64)"},
-			&cli.IntFlag{Name: "threads", Value: -1, DefaultText: "onnxruntime's choice; latency 1", Usage: "`N` onnxruntime intra-op threads"},
+			&cli.StringFlag{Name: "batch", Usage: "batch size(s), a comma-separated `LIST` (default 64; memory 16,64,256; latency 1,64; layers 1)"},
+			&cli.IntFlag{Name: "threads", Value: -1, DefaultText: "onnxruntime's choice; latency and layers 1", Usage: "`N` onnxruntime intra-op threads"},
 			&cli.StringFlag{Name: "provider", Value: "cpu", Usage: "onnxruntime provider: cpu, cuda or auto"},
 			&cli.IntFlag{Name: "repeat", Value: 3, Usage: "repeats of each timed run; the median is shown"},
 			&cli.IntFlag{Name: "runs", Value: 50, Usage: "latency: timed runs per model and batch"},
 			&cli.BoolFlag{Name: "host", Usage: "overhead, memory: also measure calibration on the host in float64 (the path before in-graph statistics)"},
 			&cli.BoolFlag{Name: "infer", Hidden: true, Usage: "collect: plain inference"},
 			&cli.StringFlag{Name: "ort-lib", Usage: "`PATH` of libonnxruntime.so.1"},
+			&cli.IntFlag{Name: "rank-multiple", Usage: "layers: ranks are multiples of `M` (0: the CPU's, see above)"},
+			&cli.IntFlag{Name: "levels", Usage: "layers: most ranks measured per side (0: 6; the two-sided grid takes 4)"},
+			&cli.Float64Flag{Name: "budget", Value: 3, Usage: "layers: `SECONDS` of measuring per layer, after which candidates stop once each ran 3 times"},
+			&cli.StringFlag{Name: "cache", Usage: "layers: `DIR` of the latency cache"},
+			&cli.BoolFlag{Name: "no-cache", Usage: "layers: measure every layer, read and write no cache"},
 		},
 		Action: func(c *cli.Context) error {
 			o, err := parseBench(c)
@@ -93,11 +113,13 @@ func benchCommand() *cli.Command {
 
 func parseBench(c *cli.Context) (benchOptions, error) {
 	if c.NArg() < 1 {
-		return benchOptions{}, usagef("bench takes overhead, memory, process or latency MODEL...")
+		return benchOptions{}, usagef("bench takes overhead, memory, process, latency or layers MODEL...")
 	}
 	o := benchOptions{
 		Kind: c.Args().First(), Repeat: c.Int("repeat"), Runs: c.Int("runs"), Host: c.Bool("host"), Infer: c.Bool("infer"),
 		Data: c.String("calib"), ORTLib: c.String("ort-lib"), Threads: c.Int("threads"), Models: c.Args().Slice()[1:],
+		Multiple: c.Int("rank-multiple"), Levels: c.Int("levels"), Budget: time.Duration(c.Float64("budget") * float64(time.Second)),
+		CacheDir: c.String("cache"), NoCache: c.Bool("no-cache"),
 	}
 	p, err := ort.ParseProvider(c.String("provider"))
 	if err != nil {
@@ -120,14 +142,25 @@ func parseBench(c *cli.Context) (benchOptions, error) {
 		return o, usagef("--input-shape: %v", err)
 	}
 	switch o.Kind {
-	case "latency", "overhead", "memory", "process", "collect":
+	case "latency", "overhead", "memory", "process", "collect", "layers":
 	default:
-		return o, usagef("bench %q: want overhead, memory, process or latency", o.Kind)
+		return o, usagef("bench %q: want overhead, memory, process, latency or layers", o.Kind)
 	}
-	if len(o.Models) == 0 || (o.Kind == "collect" || o.Kind == "process") && len(o.Models) != 1 {
-		return o, usagef("bench %s takes one model%s", o.Kind, map[bool]string{true: " or more", false: ""}[o.Kind != "collect" && o.Kind != "process"])
+	single := o.Kind == "collect" || o.Kind == "process" || o.Kind == "layers"
+	if len(o.Models) == 0 || single && len(o.Models) != 1 {
+		return o, usagef("bench %s takes one model%s", o.Kind, map[bool]string{true: " or more", false: ""}[!single])
+	}
+	if o.Multiple < 0 || o.Levels < 0 || o.Budget <= 0 {
+		return o, usagef("--rank-multiple and --levels must be >= 0, --budget > 0")
 	}
 	switch o.Kind {
+	case "layers":
+		if len(o.Batches) > 1 {
+			return o, usagef("bench layers takes one --batch")
+		}
+		if o.Threads < 0 {
+			o.Threads = 1
+		}
 	case "latency":
 		if o.Batches == nil {
 			o.Batches = []int{1, 64}
@@ -188,8 +221,10 @@ func runBench(o benchOptions, stdout, stderr io.Writer) error {
 		return benchLatency(o, stdout)
 	case "collect":
 		return benchCollect(o)
+	case "layers":
+		return benchLayers(o, stdout, stderr)
 	}
-	return usagef("bench %q: want overhead, memory, process or latency", o.Kind)
+	return usagef("bench %q: want overhead, memory, process, latency or layers", o.Kind)
 }
 
 // benchModel is a model of the benchmarks with its data.
@@ -204,7 +239,7 @@ type benchModel struct {
 func benchModels(o benchOptions) ([]benchModel, error) {
 	var out []benchModel
 	for _, path := range o.Models {
-		m, err := onnxio.Load(path)
+		m, err := loadModel(path)
 		if err != nil {
 			return nil, err
 		}
@@ -299,8 +334,9 @@ func benchOverhead(o benchOptions, stdout, stderr io.Writer) error {
 	for _, bm := range models {
 		n := firstOr(o.Samples, 256)
 		m := bm.model
-		targets := rewrite.Targets(m)
+		targets, last := rewrite.Targets(m, rewrite.SideBoth)
 		opts := o.calibOptions(batch)
+		opts.ChannelsLast = last
 		var inf, cal, host, ratios, hostRatios []float64
 		timeIt := func(fn func(dataset.Reader) (int, error)) (float64, error) {
 			r, err := bm.data(n)
@@ -386,7 +422,9 @@ func benchCollect(o benchOptions) error {
 		return err
 	}
 	opts.HostStats = o.Host
-	_, err = ort.Collect(m, r, rewrite.Targets(m), opts)
+	targets, last := rewrite.Targets(m, rewrite.SideBoth)
+	opts.ChannelsLast = last
+	_, err = ort.Collect(m, r, targets, opts)
 	return err
 }
 
@@ -567,7 +605,7 @@ func benchLatency(o benchOptions, stdout io.Writer) error {
 	var rows []row
 	base := map[int]float64{}
 	for _, path := range o.Models {
-		m, err := onnxio.Load(path)
+		m, err := loadModel(path)
 		if err != nil {
 			return err
 		}
@@ -634,4 +672,257 @@ func benchLatency(o benchOptions, stdout io.Writer) error {
 	fmt.Fprintf(&b, "\nonnxruntime %s, %s intra-op thread(s); %d timed runs after 5 warm-up runs, random normal inputs;\nspeed-up is the first model's median over each model's.\n", o.Provider, threadsText(o.Threads), o.Runs)
 	_, err := io.WriteString(stdout, b.String())
 	return err
+}
+
+// benchLayer is one Conv, Gemm or MatMul of the model in bench layers: its description for
+// package latency, or the reason it is not measured.
+type benchLayer struct {
+	node   *onnxio.Node
+	layer  latency.Layer
+	reason string
+}
+
+func (bl benchLayer) input() string { return bl.node.Inputs[0] }
+
+// findLayers lists the Conv, Gemm and MatMul nodes of the main graph.
+func findLayers(m *onnxio.Model) []benchLayer {
+	var out []benchLayer
+	for _, n := range m.Graph.Nodes {
+		if n.Op != "Conv" && n.Op != "Gemm" && n.Op != "MatMul" || n.Domain != "" && n.Domain != "ai.onnx" {
+			continue
+		}
+		bl := benchLayer{node: n}
+		if len(n.Inputs) == 0 {
+			bl.reason = "no input"
+		}
+		out = append(out, bl)
+	}
+	return out
+}
+
+// layerInputs describes each layer (latency.FromNode) with its input shape from one run of the
+// model on the first batch of the data: the captured shape less its first dimension (the
+// batch; for a Gemm or MatMul whose input merges the batch with other positions, the batch is
+// divided out of it).
+func layerInputs(m *onnxio.Model, layers []benchLayer, r dataset.Reader, in ort.Input, batch int, opts ort.Options) error {
+	var tensors []string
+	for _, bl := range layers {
+		if t := bl.input(); bl.reason == "" && t != in.Name && !slices.Contains(tensors, t) {
+			tensors = append(tensors, t)
+		}
+	}
+	shapes := map[string][]int64{}
+	n := 0
+	opts.Batch, opts.MaxSamples = batch, batch
+	_, err := ort.Infer(m, r, tensors, opts, func(b ort.Batch) error {
+		if n == 0 {
+			n = b.N
+			for i, o := range b.Outputs[:len(tensors)] {
+				shapes[tensors[i]] = o.Shape
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("capture layer inputs: %w", err)
+	}
+	shapes[in.Name] = []int64{int64(n)}
+	for _, d := range r.Shape() {
+		shapes[in.Name] = append(shapes[in.Name], int64(d))
+	}
+	for i := range layers {
+		bl := &layers[i]
+		if bl.reason != "" {
+			continue
+		}
+		shape := shapes[bl.input()]
+		var sample []int
+		switch {
+		case len(shape) >= 2 && shape[0] == int64(n):
+			for _, d := range shape[1:] {
+				sample = append(sample, int(d))
+			}
+		case len(shape) >= 1 && bl.node.Op != "Conv" && n > 0 && shape[0]%int64(n) == 0:
+			sample = []int{int(shape[0]) / n}
+			for _, d := range shape[1:] {
+				sample = append(sample, int(d))
+			}
+		default:
+			bl.reason = fmt.Sprintf("input %q of shape %v does not start with the batch of %d", bl.input(), shape, n)
+			continue
+		}
+		bl.layer, bl.reason = latency.FromNode(m.Graph, bl.node, sample, batch)
+	}
+	return nil
+}
+
+// rankLevels are the fractions of the channels at which bench layers shows the best candidate.
+var rankLevels = []struct {
+	name string
+	f    float64
+}{{"1/8", 1.0 / 8}, {"1/4", 1.0 / 4}, {"1/2", 1.0 / 2}}
+
+// benchLayers prints the latency table of the model's layers (package latency), its checks, and
+// the sum of the layers' times against the whole model's.
+func benchLayers(o benchOptions, stdout, stderr io.Writer) error {
+	if err := ort.InitRuntime(o.ORTLib); err != nil {
+		return err
+	}
+	path := o.Models[0]
+	m, err := loadModel(path)
+	if err != nil {
+		return err
+	}
+	in, err := ort.ModelInput(m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	batch := firstOr(o.Batches, 1)
+	var r dataset.Reader
+	if o.Data != "" {
+		if r, err = openData(o.Data, m); err != nil {
+			return err
+		}
+	} else {
+		shape, err := sampleShape(in, o.Shape)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		r = dataset.Normal(shape, batch, 0, 1, 1)
+	}
+	defer r.Close()
+	rt := ort.RuntimeOptions{Library: o.ORTLib, Provider: o.Provider, Threads: o.Threads, Warn: func(msg string) { fmt.Fprintf(stderr, "convpca: warning: %s\n", msg) }}
+	layers := findLayers(m)
+	if err := layerInputs(m, layers, r, in, batch, ort.Options{Runtime: rt}); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var measured []latency.Layer
+	for _, bl := range layers {
+		if bl.reason == "" {
+			measured = append(measured, bl.layer)
+		}
+	}
+	cpu := latency.HostCPU()
+	lo := latency.Options{
+		Runtime: rt, Multiple: o.Multiple, Levels: o.Levels, LayerBudget: o.Budget, CacheDir: o.CacheDir, NoCache: o.NoCache,
+		Warn: rt.Warn,
+		Progress: func(i int, lt *latency.LayerTimes) {
+			how := fmt.Sprintf("measured in %.1f s", lt.Seconds)
+			switch {
+			case lt.Repeated:
+				how = "same shape as an earlier layer"
+			case lt.Cached:
+				how = "from the cache"
+			}
+			fmt.Fprintf(stderr, "convpca: bench layers: %s (%d of %d) %s\n", lt.Layer.Name, i+1, len(measured), how)
+		},
+	}
+	t0 := time.Now()
+	tab, err := latency.Measure(measured, lo)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	took := time.Since(t0)
+
+	// The whole model, at the same batch when its input allows it.
+	var whole latency.Point
+	wholeNote := ""
+	if len(in.Dims) > 0 && in.Dims[0] > 0 && int(in.Dims[0]) != batch {
+		wholeNote = fmt.Sprintf("not measured: the model has a fixed batch of %d", in.Dims[0])
+	} else {
+		data, err := m.Marshal()
+		if err != nil {
+			return err
+		}
+		dims := []int64{int64(batch)}
+		for _, d := range r.Shape() {
+			dims = append(dims, int64(d))
+		}
+		p := latency.Program{Name: "whole model", Model: data, Input: in.Name, Dims: dims, Outputs: m.Graph.Outputs()}
+		if whole, err = latency.MeasureProgram(p, lo); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+
+	var b strings.Builder
+	b.WriteString("| layer | shape | original ms | ±% |")
+	for _, lv := range rankLevels {
+		fmt.Fprintf(&b, " ranks %s: best ms |", lv.name)
+	}
+	b.WriteString("\n|---|---|--:|--:|")
+	for range rankLevels {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	var sum float64
+	j := 0
+	for _, bl := range layers {
+		if bl.reason != "" {
+			fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |%s\n", bl.node.Label(), bl.node.Op, bl.reason, strings.Repeat("  |", len(rankLevels)))
+			continue
+		}
+		lt := tab.Layers[j]
+		j++
+		orig := lt.Time(0, 0)
+		sum += orig
+		fmt.Fprintf(&b, "| %s | %s | %.3f | %.0f |", bl.node.Label(), lt.Layer, orig, 50*lt.Original.RelCI)
+		for _, lv := range rankLevels {
+			rank := func(n int) int { return min(n, max(1, int(math.Ceil(lv.f*float64(n))))) }
+			rr, kk := lt.Round(rank(lt.Layer.In), rank(lt.Layer.Out))
+			side, ms := lt.Best(rr, kk)
+			what := map[string]string{"original": "original", "input": fmt.Sprintf("in r%d", rr), "output": fmt.Sprintf("out k%d", kk), "both": fmt.Sprintf("both r%d k%d", rr, kk)}[side]
+			fmt.Fprintf(&b, " %.3f %s (%.2fx) |", ms, what, orig/ms)
+		}
+		b.WriteString("\n")
+	}
+	multiple := o.Multiple
+	if multiple == 0 {
+		multiple = latency.RankMultiple(cpu)
+	}
+	clock := "wall time"
+	if o.Threads == 1 {
+		clock = "CPU time of the thread that runs it"
+	}
+	fmt.Fprintf(&b, "\nMilliseconds per run of a batch of %d, each layer alone (median of interleaved runs, %s; ±%% is half the\n"+
+		"95%% confidence interval of the original's median); ranks are multiples of %d (CPU: %s; %s), rounded up,\n"+
+		"levels are fractions of each side's channels, best is the fastest of input side, output side and both.\n"+
+		"onnxruntime %s, %s intra-op thread(s). %d layers measured, %d from the cache (%s), in %.1f s (%d runs).\n",
+		batch, clock, multiple, cpu.Model, strings.Join(cpu.Flags, " "), o.Provider, threadsText(o.Threads),
+		tab.Measured, tab.Cached, cacheText(o), took.Seconds(), tab.Runs)
+
+	var gridErr, sumErr, sumBias []float64
+	for _, lt := range tab.Layers {
+		for _, c := range lt.Checks {
+			if gridErr == nil {
+				b.WriteString("\n| layer | r | k | chain ms | grid ms | grid error | down + core + up ms | sum error |\n|---|--:|--:|--:|--:|--:|--:|--:|\n")
+			}
+			fmt.Fprintf(&b, "| %s | %d | %d | %.3f | %.3f | %+.1f%% | %.3f + %.3f + %.3f = %.3f | %+.1f%% |\n", lt.Layer.Name, c.R, c.K, c.Chain,
+				c.Interp, 100*c.InterpError(), c.Down, c.Core, c.Up, c.Down+c.Core+c.Up, 100*c.SumError())
+			gridErr, sumErr, sumBias = append(gridErr, math.Abs(c.InterpError())), append(sumErr, math.Abs(c.SumError())), append(sumBias, c.SumError())
+		}
+	}
+	if len(gridErr) > 0 {
+		fmt.Fprintf(&b, "\nChains (down, core, up in one model) measured at these ranks: the grid's interpolation is off by %.1f%% (median\n"+
+			"of |error|), the sum of the three nodes timed as separate models by %.1f%% (median signed error %+.1f%%).\n",
+			100*median(gridErr), 100*median(sumErr), 100*median(sumBias))
+	}
+	b.WriteString("\n| whole model | ms |\n|---|--:|\n")
+	fmt.Fprintf(&b, "| sum of the %d layers' original times (predicted) | %.3f |\n", len(tab.Layers), sum)
+	if wholeNote != "" {
+		fmt.Fprintf(&b, "| %s, measured | %s |\n", filepath.Base(path), wholeNote)
+	} else {
+		fmt.Fprintf(&b, "| %s, measured (±%.0f%%) | %.3f |\n| predicted / measured | %.2f |\n", filepath.Base(path), 50*whole.RelCI, whole.Ms, sum/whole.Ms)
+	}
+	_, err = io.WriteString(stdout, b.String())
+	return err
+}
+
+func cacheText(o benchOptions) string {
+	switch {
+	case o.NoCache:
+		return "no cache"
+	case o.CacheDir != "":
+		return o.CacheDir
+	}
+	return latency.DefaultCacheDir()
 }

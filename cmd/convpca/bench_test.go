@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -47,6 +48,11 @@ func TestBenchErrors(t *testing.T) {
 		{"bench", "overhead", "m.onnx", "--batch", "16,64"},
 		{"bench", "latency", "m.onnx", "--provider", "tpu"},
 		{"bench", "latency", "m.onnx", "--threads", "-1"},
+		{"bench", "layers"},
+		{"bench", "layers", "a.onnx", "b.onnx"},
+		{"bench", "layers", "m.onnx", "--batch", "1,2"},
+		{"bench", "layers", "m.onnx", "--budget", "0"},
+		{"bench", "layers", "m.onnx", "--rank-multiple", "-1"},
 	} {
 		if code, _, stderr := cliRun(args...); code != 2 {
 			t.Errorf("%v: exit %d (%s), want 2", args, code, strings.TrimSpace(stderr))
@@ -119,5 +125,55 @@ func TestBenchRandomShape(t *testing.T) {
 	}
 	if got, err := sampleShape(ort.Input{Name: "x"}, []int{2, 5}); err != nil || !slices.Equal(got, []int{2, 5}) {
 		t.Errorf("undeclared input with --input-shape: %v, %v", got, err)
+	}
+}
+
+// TestBenchLayers: bench layers prints a row per Conv, Gemm and MatMul (skipped ones with the
+// reason), the checks and the whole model; a second run reads every layer from the cache, and
+// layers of the same shape are measured once.
+func TestBenchLayers(t *testing.T) {
+	needRuntime(t)
+	dir := t.TempDir()
+	mlpModel := filepath.Join(dir, "mlp.onnx")
+	mlp(t, mlpModel)
+	cache := filepath.Join(dir, "cache")
+	for _, tc := range []struct {
+		model    string
+		rows     []string
+		measured int
+	}{
+		{testmodels.Path("tiny/conv_pad_stride.onnx"), []string{"| conv1 | Conv 3->8 k3x3 s2x2 in 3x9x9 b4 |", "| conv2 | Conv 8->6 k3x3 d2x2 in 8x5x5 b4 |"}, 2},
+		{testmodels.Path("tiny/grouped.onnx"), []string{"| conv_grouped | Conv | skipped: grouped conv (group=2) |"}, 0},
+		{testmodels.Path("tiny/shared_weight.onnx"), []string{"| conv_a | Conv 4->4 k3x3 in 4x8x8 b4 |", "| conv_b | Conv 4->4 k3x3 in 4x8x8 b4 |"}, 1},
+		{mlpModel, []string{"| fc1 | Gemm 6->8 in 6 b4 |", "| fc2 | Gemm 8->5 in 8 b4 |", "| fc3 | MatMul 5->4 in 5 b4 |"}, 3},
+	} {
+		args := []string{"bench", "layers", tc.model, "--batch", "4", "--budget", "0.1", "--cache", cache, "--rank-multiple", "4"}
+		code, stdout, stderr := cliRun(args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", tc.model, code, stderr)
+		}
+		for _, row := range tc.rows {
+			if !strings.Contains(stdout, row) {
+				t.Errorf("%s: no row starting %q in:\n%s", tc.model, row, stdout)
+			}
+		}
+		for _, want := range []string{
+			fmt.Sprintf("%d layers measured, 0 from the cache (%s)", tc.measured, cache),
+			"| sum of the ", "| predicted / measured |", "ranks are multiples of 4",
+		} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%s: output lacks %q:\n%s", tc.model, want, stdout)
+			}
+		}
+		if tc.measured > 0 && !strings.Contains(stdout, "| layer | r | k | chain ms |") {
+			t.Errorf("%s: no checks table:\n%s", tc.model, stdout)
+		}
+		code, stdout, stderr = cliRun(args...)
+		if code != 0 {
+			t.Fatalf("%s, again: exit %d: %s", tc.model, code, stderr)
+		}
+		if want := fmt.Sprintf("0 layers measured, %d from the cache", tc.measured); !strings.Contains(stdout, want) {
+			t.Errorf("%s, again: output lacks %q:\n%s", tc.model, want, stdout)
+		}
 	}
 }

@@ -21,6 +21,7 @@ type calibrateOptions struct {
 	Model, Calib, Out string
 	Shard, Shards     int // shard i of n; 0, 0 for all the data
 	Calibration       ort.Options
+	Data              dataOptions // how --calib is read (data.go)
 }
 
 func init() { commands = append(commands, calibrateCommand) }
@@ -40,7 +41,7 @@ func calibrateCommand() *cli.Command {
 			&cli.StringFlag{Name: "calib", Usage: "calibration data: .npy, ONNX .pb tensor or MNIST IDX images (.gz too)"},
 			&cli.StringFlag{Name: "shard", Usage: "run only shard `I/N` of the data (0 <= I < N), or env: take I and N from the batch system"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "`PATH` of the statistics file (.cps)"},
-		}, runtimeFlags()...),
+		}, append(dataFlags(), runtimeFlags()...)...),
 		Action: func(c *cli.Context) error {
 			opts, err := parseCalibrate(c)
 			if err != nil {
@@ -62,6 +63,9 @@ func parseCalibrate(c *cli.Context) (calibrateOptions, error) {
 	}
 	var err error
 	if o.Shard, o.Shards, err = parseShard(c.String("shard")); err != nil {
+		return o, err
+	}
+	if o.Data, err = parseData(c, warnFunc(c)); err != nil {
 		return o, err
 	}
 	o.Calibration, err = calibOptions(c, c.App.ErrWriter)
@@ -96,7 +100,7 @@ func runCalibrate(o calibrateOptions, stdout, stderr io.Writer) (*calib.StatsFil
 	if same(o.Model, o.Out) {
 		return nil, usagef("--out %s is the input model", o.Out)
 	}
-	m, err := onnxio.Load(o.Model)
+	m, err := loadModel(o.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -104,16 +108,17 @@ func runCalibrate(o calibrateOptions, stdout, stderr io.Writer) (*calib.StatsFil
 	if err != nil {
 		return nil, err
 	}
-	targets := rewrite.Targets(m)
+	targets, last := rewrite.Targets(m, rewrite.SideBoth)
 	if len(targets) == 0 {
-		return nil, fmt.Errorf("model %s has no Conv layers", o.Model)
+		return nil, fmt.Errorf("model %s has no layer convpca can factorize (a Conv of group 1, or a Gemm or MatMul by a constant weight)", o.Model)
 	}
-	r, err := openData(o.Calib, m)
+	r, err := o.Data.open(o.Calib, m)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
 	opts := o.Calibration
+	opts.ChannelsLast = last
 	if opts.MaxSamples > 0 {
 		r = dataset.Limit(r, opts.MaxSamples)
 		opts.MaxSamples = 0
@@ -180,7 +185,8 @@ func loadStats(path string, m *onnxio.Model) (*calib.Result, error) {
 	if f.Result.Samples == 0 {
 		return nil, fmt.Errorf("statistics file %s holds no samples", path)
 	}
-	for _, t := range rewrite.Targets(m) {
+	targets, _ := rewrite.Targets(m, rewrite.SideBoth)
+	for _, t := range targets {
 		if f.Result.Stats[t] == nil {
 			return nil, fmt.Errorf("statistics file %s lacks tensor %q; calibrate again with this convpca", path, t)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,7 @@ type compressOptions struct {
 	Calibration       ort.Options
 	Sequential        bool
 	Search            searchOptions
+	Data              dataOptions
 	Report            string    // path of the JSON report, or ""
 	Plots             string    // folder for PNG plots, or ""
 	Overwrite         bool      // allow Out to be the input model
@@ -65,7 +67,7 @@ func compressCommand() *cli.Command {
 			&cli.StringFlag{Name: "plots", Usage: "write PNG plots (eigenvalue spectra with the chosen ranks; accuracy against MACs of a --max-drop search) into `DIR`"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "allow --out to be the input model"},
 			&cli.BoolFlag{Name: "external-data", Usage: "save initializers of 1 KiB or more to OUT.data beside the model (always done over 2 GB)"},
-		}, runtimeFlags()...),
+		}, append(append(dataFlags(), evalCmdFlags()...), runtimeFlags()...)...),
 		Action: func(c *cli.Context) error {
 			opts, err := parseCompress(c)
 			if err != nil {
@@ -153,6 +155,9 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 	if o.Search, err = parseSearch(c, o); err != nil {
 		return o, err
 	}
+	if o.Data, err = parseData(c, warnFunc(c)); err != nil {
+		return o, err
+	}
 	if o.Rewrite.Full && o.Rewrite.TargetMACs > 0 {
 		return o, usagef("--rank full keeps every channel; it cannot meet --target-macs")
 	}
@@ -183,33 +188,39 @@ func parseRank(s string, side rewrite.Side) (string, rewrite.Ranks, bool) {
 	return name, rewrite.Ranks{In: in, Out: out}, err1 == nil && err2 == nil && in >= 1 && out >= 1
 }
 
+// afterRewrite sees the compressed model before it is verified and written (tests use it to
+// force a model onnxruntime refuses).
+var afterRewrite = func(*onnxio.Model) {}
+
 // runCompress loads the model, calibrates, rewrites (searching the MACs target when asked)
 // and saves; it prints the per-layer table to stdout and returns the report.
 func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, error) {
 	if same(o.Model, o.Out) && !o.Overwrite {
 		return nil, usagef("--out %s is the input model; pass --overwrite to replace it", o.Out)
 	}
-	m, err := onnxio.Load(o.Model)
+	m, err := loadModel(o.Model)
 	if err != nil {
 		return nil, err
 	}
-	if len(rewrite.Targets(m)) == 0 {
+	if !rewrite.HasLayers(m) {
 		return nil, fmt.Errorf("model %s has no Conv, Gemm or MatMul layer in its main graph", o.Model)
 	}
 	if err := rewrite.CheckRanks(m, o.Rewrite); err != nil {
 		return nil, err
 	}
-	res, err := statistics(m, o)
-	if err != nil {
-		return nil, err
+	res := calib.NewResult() // no layer can be factorized: each is reported with the reason
+	if t, _ := rewrite.Targets(m, rewrite.SideBoth); len(t) > 0 {
+		if res, err = statistics(m, o); err != nil {
+			return nil, err
+		}
 	}
 	copts := compress.Options{Rewrite: o.Rewrite, Runtime: o.Calibration, Sequential: o.Sequential}
 	var data compress.Data
 	if o.Calib != "" {
-		data = func() (dataset.Reader, error) { return dataset.Open(o.Calib) }
+		data = func() (dataset.Reader, error) { return o.Data.open(o.Calib, m) }
 	}
 	if o.Search.active() {
-		if copts.Bound, err = bound(o); err != nil {
+		if copts.Bound, err = bound(o, m); err != nil {
 			return nil, err
 		}
 	}
@@ -218,6 +229,23 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		return nil, err
 	}
 	out, rep, probes := result.Model, result.Report, result.Probes
+	afterRewrite(out)
+	switch {
+	case rep.Applied == 0: // nothing rewritten: the model as it came (constants folded)
+	case data != nil:
+		err = compress.Verify(m, out, data, o.Calibration, o.Rewrite.Full)
+		if errors.Is(err, compress.ErrUnverifiable) {
+			if o.Calibration.Runtime.Warn != nil {
+				o.Calibration.Runtime.Warn(err.Error())
+			}
+			err = nil
+		}
+	default:
+		err = compress.Loads(out, o.Calibration.Runtime)
+	}
+	if err != nil {
+		return nil, err
+	}
 	if err := onnxio.SaveWith(o.Out, out, onnxio.SaveOptions{External: o.External}); err != nil {
 		return nil, err
 	}
@@ -245,7 +273,7 @@ func statistics(m *onnxio.Model, o compressOptions) (*calib.Result, error) {
 	if o.Stats != "" {
 		return loadStats(o.Stats, m)
 	}
-	r, err := openData(o.Calib, m)
+	r, err := o.Data.open(o.Calib, m)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +281,7 @@ func statistics(m *onnxio.Model, o compressOptions) (*calib.Result, error) {
 	copts := o.Calibration
 	bar := newProgress(o.Stderr, "calibrating", o.Calibration.Runtime.Warn == nil)
 	copts.Progress = bar.Update
-	res, err := compress.Calibrate(m, r, copts)
+	res, err := compress.Calibrate(m, r, o.Rewrite.Side, copts)
 	bar.Done()
 	return res, err
 }

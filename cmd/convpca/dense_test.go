@@ -106,20 +106,20 @@ func TestDense(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gemms := 0
+	ops := map[string]int{}
 	for _, n := range m.Graph.Nodes {
-		if n.Op == "Gemm" {
-			gemms++
-		}
+		ops[n.Op]++
 	}
-	wantGemms := 2 * rep.Applied // each applied layer becomes two Gemms; others stay as they were
+	// Each applied layer becomes two MatMuls (core and up) and an Add (the up projection's
+	// bias); others stay as they were.
+	wantGemms, wantMatMuls := 0, 2*rep.Applied
 	for _, l := range rep.Layers {
 		if !l.Applied && l.Op == "Gemm" {
 			wantGemms++
 		}
 	}
-	if rep.Layers[0].After.MACs != 2*6+8*2 || rep.Layers[1].After.MACs != 8+5 || gemms != wantGemms {
-		t.Errorf("fc1 after %d MACs (want 28), fc2 %d (want 13), %d Gemms (want %d)", rep.Layers[0].After.MACs, rep.Layers[1].After.MACs, gemms, wantGemms)
+	if rep.Layers[0].After.MACs != 2*6+8*2 || rep.Layers[1].After.MACs != 8+5 || ops["Gemm"] != wantGemms || ops["MatMul"] != wantMatMuls || ops["Add"] != rep.Applied {
+		t.Errorf("fc1 after %d MACs (want 28), fc2 %d (want 13), ops %v (want %d Gemm, %d MatMul, %d Add)", rep.Layers[0].After.MACs, rep.Layers[1].After.MACs, ops, wantGemms, wantMatMuls, rep.Applied)
 	}
 	onnxCheck(t, out)
 }

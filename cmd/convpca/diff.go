@@ -11,7 +11,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/convpca/convpca/analyze"
-	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/ort"
 )
@@ -25,6 +24,7 @@ type diffOptions struct {
 	InputShape    inputShape
 	Format        string      // "text", "json" or "markdown"
 	Runtime       ort.Options // for the shape runs and the comparison
+	Read          dataOptions // how --data is read (data.go)
 }
 
 // diffMaxSamples is diff's default --max-samples.
@@ -52,7 +52,7 @@ func diffCommand() *cli.Command {
 			inputShapeFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (schema in DIFF_SCHEMA.md)"},
 			&cli.BoolFlag{Name: "markdown", Usage: "print Markdown tables for a pull request"},
-		}, flags...),
+		}, append(dataFlags(), flags...)...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
 				return usagef("diff takes two models, BEFORE and AFTER, got %d arguments", c.NArg())
@@ -71,6 +71,9 @@ func diffCommand() *cli.Command {
 				return err
 			}
 			if o.Runtime, err = calibOptions(c, c.App.ErrWriter); err != nil {
+				return err
+			}
+			if o.Read, err = parseData(c, warnFunc(c)); err != nil {
 				return err
 			}
 			_, err = runDiff(o, c.App.Writer)
@@ -143,11 +146,11 @@ type outputComparison struct {
 
 // runDiff compares two models and prints the comparison in o.Format.
 func runDiff(o diffOptions, stdout io.Writer) (*diffDocument, error) {
-	before, err := onnxio.Load(o.Before)
+	before, err := loadModel(o.Before)
 	if err != nil {
 		return nil, err
 	}
-	after, err := onnxio.Load(o.After)
+	after, err := loadModel(o.After)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +174,7 @@ func runDiff(o diffOptions, stdout io.Writer) (*diffDocument, error) {
 	doc.ShapesFrom = diffPair[string]{fromB, fromA}
 	doc.Changes, doc.Layers, doc.Total = d.Changes, d.Layers, d.Total
 	if o.Data != "" {
-		if doc.OutputComparison, err = compareOn(before, after, o.Data, o.Runtime); err != nil {
+		if doc.OutputComparison, err = compareOn(before, after, o.Data, o.Read, o.Runtime); err != nil {
 			return nil, err
 		}
 	}
@@ -188,13 +191,13 @@ func runDiff(o diffOptions, stdout io.Writer) (*diffDocument, error) {
 	return doc, nil
 }
 
-func compareOn(before, after *onnxio.Model, data string, opts ort.Options) (*outputComparison, error) {
-	rb, err := dataset.Open(data)
+func compareOn(before, after *onnxio.Model, data string, read dataOptions, opts ort.Options) (*outputComparison, error) {
+	rb, err := read.open(data, before)
 	if err != nil {
 		return nil, err
 	}
 	defer rb.Close()
-	ra, err := dataset.Open(data)
+	ra, err := read.open(data, after)
 	if err != nil {
 		return nil, err
 	}

@@ -178,7 +178,7 @@ type inspectTotal struct {
 
 // runInspect prints the layers of a model with their costs.
 func runInspect(o inspectOptions, stdout io.Writer) (*inspectDocument, error) {
-	m, err := onnxio.Load(o.Model)
+	m, err := loadModel(o.Model)
 	if err != nil {
 		return nil, err
 	}

@@ -20,10 +20,7 @@ func calibOptions(c *cli.Context, stderr io.Writer) (ort.Options, error) {
 	if c.Int("max-samples") < 0 || c.Int("batch") < 1 || c.Int("threads") < 0 {
 		return ort.Options{}, usagef("--max-samples and --threads must be >= 0 and --batch >= 1")
 	}
-	warn := func(msg string) { fmt.Fprintf(stderr, "convpca: warning: %s\n", msg) }
-	if c.Bool("quiet") {
-		warn = nil
-	}
+	warn := warnTo(c, stderr)
 	return ort.Options{
 		MaxSamples: c.Int("max-samples"),
 		Batch:      c.Int("batch"),
@@ -36,15 +33,33 @@ func calibOptions(c *cli.Context, stderr io.Writer) (ort.Options, error) {
 	}, nil
 }
 
-// openData opens data to feed to model m; an error that the data cannot be read also says
-// what m's input expects, so that a file of the wrong kind is easy to put right.
+// warnFunc returns the function that prints warnings to the command's stderr, nil with -q.
+func warnFunc(c *cli.Context) func(string) { return warnTo(c, c.App.ErrWriter) }
+
+func warnTo(c *cli.Context, stderr io.Writer) func(string) {
+	if c.Bool("quiet") {
+		return nil
+	}
+	return func(msg string) { fmt.Fprintf(stderr, "convpca: warning: %s\n", msg) }
+}
+
+// openData opens data to feed to model m with the default preprocessing of images (see
+// dataOptions.open).
 func openData(path string, m *onnxio.Model) (dataset.Reader, error) {
-	r, err := dataset.Open(path)
+	return dataOptions{}.open(path, m)
+}
+
+// loadModel loads an ONNX model and folds its constants (onnxio.Graph.FoldConstants), so that
+// weights written as Constant nodes or chains of Cast, Reshape, Transpose... over constants,
+// as paddle2onnx, tf2onnx and older PyTorch exports have them, are initializers like any other
+// before a layer is matched.
+func loadModel(path string) (*onnxio.Model, error) {
+	m, err := onnxio.Load(path)
 	if err != nil {
-		if in, ierr := ort.ModelInput(m); ierr == nil {
-			return nil, fmt.Errorf("%w (model input %q expects float32 %s, batch first)", err, in.Name, in)
-		}
 		return nil, err
 	}
-	return r, nil
+	if _, err := m.Graph.FoldConstants(); err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	return m, nil
 }

@@ -5,16 +5,19 @@ import (
 
 	"github.com/convpca/convpca/compress"
 	"github.com/convpca/convpca/dataset"
+	"github.com/convpca/convpca/onnxio"
 )
 
-// searchOptions bound the quality of an accuracy- or error-guarded compression.
+// searchOptions bound the quality of an accuracy-, metric- or error-guarded compression.
 type searchOptions struct {
-	MaxDrop    float64 // top-1 accuracy points; 0: no bound
-	MaxError   float64 // relative L2 error of the outputs; 0: no bound
-	Data       string
-	Labels     string
-	Steps      int
-	LowestMACs float64 // the smallest target tried
+	MaxDrop     float64 // top-1 accuracy points, or the drop of the --eval-cmd metric; 0: no bound
+	MaxError    float64 // relative L2 error of the outputs; 0: no bound
+	Data        string
+	Labels      string
+	EvalCmd     string // the user's metric (see evalcmd.go), instead of Data and Labels
+	LowerBetter bool   // lower EvalCmd scores are better
+	Steps       int
+	LowestMACs  float64 // the smallest target tried
 }
 
 func (s searchOptions) active() bool { return s.MaxDrop > 0 || s.MaxError > 0 }
@@ -23,22 +26,38 @@ func parseSearch(c *cli.Context, o compressOptions) (searchOptions, error) {
 	s := searchOptions{
 		MaxDrop: c.Float64("max-drop"), MaxError: c.Float64("max-error"),
 		Data: c.String("eval-data"), Labels: c.String("eval-labels"), Steps: c.Int("search-steps"),
+		EvalCmd: c.String("eval-cmd"), LowerBetter: c.Bool("eval-lower-better"),
 		LowestMACs: 0.02,
 	}
 	switch {
+	case s.LowerBetter && s.EvalCmd == "":
+		return s, usagef("--eval-lower-better goes with --eval-cmd")
 	case !s.active():
 		if s.Data != "" || s.Labels != "" {
 			return s, usagef("--eval-data and --eval-labels go with --max-drop or --max-error")
+		}
+		if s.EvalCmd != "" {
+			return s, usagef("--eval-cmd goes with --max-drop: it bounds the drop of the command's score")
 		}
 		return s, nil
 	case c.IsSet("max-drop") && c.IsSet("max-error"):
 		return s, usagef("give --max-drop or --max-error, not both")
 	case s.MaxDrop < 0 || s.MaxError < 0:
 		return s, usagef("--max-drop and --max-error must be > 0")
+	case s.EvalCmd != "" && s.MaxError > 0:
+		return s, usagef("--eval-cmd goes with --max-drop, not --max-error")
+	case s.EvalCmd != "" && (s.Data != "" || s.Labels != ""):
+		return s, usagef("--eval-cmd scores the models itself: drop --eval-data and --eval-labels")
+	case s.EvalCmd != "":
+		if err := checkEvalCmd(s.EvalCmd); err != nil {
+			return s, err
+		}
 	case s.Data == "":
-		return s, usagef("--max-drop and --max-error need --eval-data")
+		return s, usagef("--max-drop and --max-error need --eval-data (or, for --max-drop, --eval-cmd)")
 	case s.MaxDrop > 0 && s.Labels == "":
 		return s, usagef("--max-drop needs --eval-labels")
+	}
+	switch {
 	case c.IsSet("target-macs") || c.IsSet("threshold") || c.IsSet("energy"):
 		return s, usagef("--max-drop and --max-error choose --target-macs themselves; drop the rank rule")
 	case o.Rewrite.Full:
@@ -49,15 +68,20 @@ func parseSearch(c *cli.Context, o compressOptions) (searchOptions, error) {
 	return s, nil
 }
 
-// bound reads the evaluation data and labels of a guarded search.
-func bound(o compressOptions) (compress.Bound, error) {
+// bound reads the evaluation data and labels of a guarded search of model m, or sets up the
+// user's metric.
+func bound(o compressOptions, m *onnxio.Model) (compress.Bound, error) {
+	b := compress.Bound{
+		MaxDrop: o.Search.MaxDrop, MaxError: o.Search.MaxError, Steps: o.Search.Steps, LowestMACs: o.Search.LowestMACs,
+	}
+	if o.Search.EvalCmd != "" {
+		b.Metric, b.LowerBetter = commandMetric(o.Search.EvalCmd), o.Search.LowerBetter
+		return b, nil
+	}
 	if same(o.Search.Data, o.Calib) && o.Calibration.Runtime.Warn != nil {
 		o.Calibration.Runtime.Warn("--eval-data is the calibration data: the bound will look better than it is on new data")
 	}
-	b := compress.Bound{
-		MaxDrop: o.Search.MaxDrop, MaxError: o.Search.MaxError, Steps: o.Search.Steps, LowestMACs: o.Search.LowestMACs,
-		Data: func() (dataset.Reader, error) { return dataset.Open(o.Search.Data) },
-	}
+	b.Data = func() (dataset.Reader, error) { return o.Data.open(o.Search.Data, m) }
 	if o.Search.MaxDrop > 0 {
 		var err error
 		if b.Labels, err = dataset.OpenLabels(o.Search.Labels); err != nil {
