@@ -84,18 +84,36 @@ func Run(m *onnxio.Model, first *calib.Result, data Data, opts Options, log io.W
 	}
 	copts.Progress = nil
 	_, copts.ChannelsLast = rewrite.Targets(m, rewrite.SideBoth)
+	// One analysis (eigenproblems, sensitivities) serves every probe of a search.
+	var base []*rewrite.Plan
+	analyse := func() error {
+		if base != nil || opts.Sequential {
+			return nil
+		}
+		var err error
+		base, err = analysis(m, first, data, copts, opts.Rewrite, opts.Rewrite.TargetMACs > 0 || opts.Bound.Active())
+		return err
+	}
 	once := func(target float64) (*onnxio.Model, *rewrite.Report, error) {
 		out, ropts := m.Clone(), opts.Rewrite
 		if target > 0 {
 			ropts.TargetMACs = target
 		}
-		var rep *rewrite.Report
-		var err error
 		if opts.Sequential {
-			rep, err = Sequential(out, first, data, copts, ropts)
-		} else {
-			rep, err = oneShot(out, first, data, copts, ropts)
+			rep, err := Sequential(out, first, data, copts, ropts)
+			return out, rep, err
 		}
+		if err := analyse(); err != nil {
+			return nil, nil, err
+		}
+		plans, err := rewrite.Rebind(base, out)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := rewrite.Choose(plans, ropts); err != nil {
+			return nil, nil, err
+		}
+		rep, err := rewrite.Apply(out, plans, first.Samples, ropts)
 		return out, rep, err
 	}
 	if !opts.Bound.Active() {
@@ -108,29 +126,29 @@ func Run(m *onnxio.Model, first *calib.Result, data Data, opts Options, log io.W
 	return search(m, once, opts, log)
 }
 
-// plan analyses every layer of m and chooses its ranks, measuring sensitivities first when
-// the allocation asks for them.
-func plan(m *onnxio.Model, first *calib.Result, data Data, copts ort.Options, opts rewrite.Options) ([]*rewrite.Plan, error) {
+// analysis analyses every layer of m, measuring sensitivities when the allocation asks for
+// them.
+func analysis(m *onnxio.Model, first *calib.Result, data Data, copts ort.Options, opts rewrite.Options, sensitivity bool) ([]*rewrite.Plan, error) {
 	plans, err := rewrite.Analyze(m, first, opts)
 	if err != nil {
 		return nil, err
 	}
-	if opts.TargetMACs > 0 && opts.Alloc == rewrite.AllocSensitivity {
+	if sensitivity && opts.Alloc == rewrite.AllocSensitivity {
 		if err := Sensitivity(m, plans, data, copts, opts); err != nil {
 			return nil, err
 		}
+	}
+	return plans, nil
+}
+
+// plan analyses every layer of m and chooses its ranks.
+func plan(m *onnxio.Model, first *calib.Result, data Data, copts ort.Options, opts rewrite.Options) ([]*rewrite.Plan, error) {
+	plans, err := analysis(m, first, data, copts, opts, opts.TargetMACs > 0)
+	if err != nil {
+		return nil, err
 	}
 	if err := rewrite.Choose(plans, opts); err != nil {
 		return nil, err
 	}
 	return plans, nil
-}
-
-// oneShot compresses m in place with the statistics of the original model for every layer.
-func oneShot(m *onnxio.Model, first *calib.Result, data Data, copts ort.Options, opts rewrite.Options) (*rewrite.Report, error) {
-	plans, err := plan(m, first, data, copts, opts)
-	if err != nil {
-		return nil, err
-	}
-	return rewrite.Apply(m, plans, first.Samples, opts)
 }

@@ -25,6 +25,15 @@ func ShardRange(total, i, n int) (start, count int) {
 // ShardRange), which may be empty. It reads and discards the samples before the shard, so the
 // shards of a file may be read by separate processes. Closing the result closes r; on an
 // error r is left open.
+// Slice returns the count samples of r from sample start on (fewer when the data ends
+// first), skipping the ones before.
+func Slice(r Reader, start, count int) (Reader, error) {
+	if err := skip(r, start); err != nil {
+		return nil, err
+	}
+	return Limit(r, count), nil
+}
+
 func Shard(r Reader, i, n int) (Reader, error) {
 	if n < 1 || i < 0 || i >= n {
 		return nil, fmt.Errorf("shard %d/%d: want 0 <= index < count", i, n)

@@ -8,23 +8,55 @@ import (
 
 // Allocate chooses the ranks of all plans (both sides where opts.Side says so) so that the
 // Convs keep at most opts.TargetMACs of their original MACs, losing the least. Loss is
-// measured per layer and side as the discarded fraction of the eigenvalue sum (the output
-// covariance's, or the input second moment's), or with opts.Alloc = AllocSensitivity as the
-// measured squared relative error of the model's outputs (see Sensitivity). Greedy: starting from full ranks, it
+// measured per layer and side as the squared error it causes in the layer's output relative
+// to that output's variance (output side: discarded output-covariance eigenvalues; input side:
+// the discarded output-error spectrum of OutputAwareInput), one unit for both sides, or with
+// opts.Alloc = AllocSensitivity as the measured squared relative error of the model's outputs
+// (see compress.Sensitivity). Greedy: starting from full ranks, it
 // repeatedly lowers by one step (opts.RankMultiple, default 1) the rank whose step discards
 // the least loss per MAC saved, until the MACs of the model, each layer costing the least of
 // its factorizations and its original, fit the target. Fixed ranks (opts.Ranks) are kept.
+//
+// With opts.TargetTime (and opts.Time) the cost is time instead of MACs: the factorizable
+// layers' summed time, each at the fastest of its factorizations where that is measurably
+// faster than the original (see Options.TimeNoise) and else at the original's, must fit
+// TargetTime of their summed original time; steps are ranked by loss per millisecond saved.
+// A time target out of reach is not an error: the allocation keeps the fastest ranks it
+// reaches (then raises those that cost no time), and the caller compares the result with the
+// target. With opts.Time but no TargetTime, MACs are budgeted, but a layer counts as factorized only
+// where it is measurably faster, as settle then decides.
 func Allocate(plans []*Plan, opts Options) error {
-	if opts.TargetMACs <= 0 || opts.TargetMACs > 1 {
-		return fmt.Errorf("target MACs fraction %v is not in (0, 1]", opts.TargetMACs)
+	timed := opts.TargetTime > 0
+	target, what := opts.TargetMACs, "MACs"
+	if timed {
+		target, what = opts.TargetTime, "layer time"
+		if opts.Time == nil {
+			return errors.New("a time target needs layer times (Options.Time)")
+		}
+	}
+	if target <= 0 || target > 1 {
+		return fmt.Errorf("target %s fraction %v is not in (0, 1]", what, target)
 	}
 	side := opts.side()
 	step := max(opts.RankMultiple, 1)
-	var total int64
-	for _, p := range plans {
-		total += p.Before.MACs
+	// cost is what the target budgets: a layer's MACs, or its time.
+	cost := func(p *Plan, r, k int) float64 {
+		if timed {
+			return opts.Time(p, r, k)
+		}
+		return float64(p.cost(r, k).MACs)
 	}
-	budget := int64(math.Floor(opts.TargetMACs * float64(total)))
+	// unit is the smallest cost a refill step is charged (refill scores loss per cost added).
+	unit := 1.0
+	if timed {
+		unit = 1e-9
+	}
+	var total float64
+	if !timed {
+		for _, p := range plans {
+			total += float64(p.Before.MACs)
+		}
+	}
 
 	type state struct {
 		p          *Plan
@@ -54,14 +86,33 @@ func Allocate(plans []*Plan, opts Options) error {
 			}
 			st.outSum = sum(p.outPCA.Values)
 		}
+		// One unit for both sides: both spectra are squared output errors of the layer (the
+		// input side's from OutputAwareInput, the output side's the output covariance's
+		// eigenvalues), measured against the layer's output variance when it is known.
+		if st.outSum > 0 && side != SideOutput {
+			st.inSum = st.outSum
+		}
 		states = append(states, st)
 	}
-	effective := func() int64 {
+	original := func(p *Plan) float64 { return float64(p.Before.MACs) }
+	if timed {
+		original = func(p *Plan) float64 { return opts.Time(p, 0, 0) }
+		for _, st := range states {
+			total += original(st.p)
+		}
+	}
+	budget := target * total
+	if !timed {
+		budget = math.Floor(budget)
+	}
+	// effective is the cost of the model, each layer at the cheapest of its factorizations
+	// where that pays (see Plan.pays), else at its original's.
+	effective := func() float64 {
 		t := total
 		for _, st := range states {
-			_, _, c := st.p.cheapest(st.r, st.k)
-			if c.MACs < st.p.Before.MACs {
-				t += c.MACs - st.p.Before.MACs
+			r, k, _ := st.p.cheapest(opts, st.r, st.k)
+			if st.p.pays(opts, r, k) {
+				t += cost(st.p, r, k) - original(st.p)
 			}
 		}
 		return t
@@ -80,9 +131,9 @@ func Allocate(plans []*Plan, opts Options) error {
 	higher := func(rank, full int) int {
 		return min(rank-rank%step+step, full)
 	}
-	// move returns the loss added (negative: removed) and the factorized MACs saved (negative:
-	// added) by moving one side of a layer from rank from to rank to.
-	move := func(st *state, input bool, from, to int) (loss float64, saved int64) {
+	// move returns the loss added (negative: removed) and the factorized cost (MACs or time)
+	// saved (negative: added) by moving one side of a layer from rank from to rank to.
+	move := func(st *state, input bool, from, to int) (loss float64, saved float64) {
 		vals, s, curve := st.p.outPCA.Values, st.outSum, st.p.outCurve
 		r2, k2 := st.r, to
 		if input {
@@ -97,7 +148,7 @@ func Allocate(plans []*Plan, opts Options) error {
 		case s > 0:
 			loss = -sum(vals[from:to]) / s
 		}
-		return loss, st.p.cost(st.r, st.k).MACs - st.p.cost(r2, k2).MACs
+		return loss, cost(st.p, st.r, st.k) - cost(st.p, r2, k2)
 	}
 	rank := func(st *state, input bool) (r, full int, fixed bool) {
 		if input {
@@ -112,34 +163,47 @@ func Allocate(plans []*Plan, opts Options) error {
 			st.k = r
 		}
 	}
-	// Cut: lower the rank whose step loses least per MAC saved until the target is met.
+	// Cut: lower the rank whose step loses least per MAC saved until the target is met. Times
+	// are not monotone in rank (measured, and flat between the widths the hardware computes
+	// in): where one step saves no time, the step goes on down to the first rank that saves.
 	for effective() > budget {
 		var best *state
-		bestInput, bestScore := false, math.Inf(1)
+		bestInput, bestScore, bestTo := false, math.Inf(1), 0
 		for _, st := range states {
 			for _, input := range []bool{true, false} {
 				r, _, fixed := rank(st, input)
 				if r == 0 || fixed || lower(r) == r {
 					continue
 				}
-				loss, saved := move(st, input, r, lower(r))
+				to := lower(r)
+				loss, saved := move(st, input, r, to)
+				for saved <= 0 && lower(to) != to {
+					to = lower(to)
+					loss, saved = move(st, input, r, to)
+				}
 				if saved <= 0 {
 					continue
 				}
-				if score := loss / float64(saved); score < bestScore {
-					best, bestInput, bestScore = st, input, score
+				if score := loss / saved; score < bestScore {
+					best, bestInput, bestScore, bestTo = st, input, score, to
 				}
 			}
+		}
+		if best == nil && timed {
+			// Out of reach: times have a floor (each layer's fixed costs, which depend on the
+			// machine) and no cut saves time any more. Keep the fastest reached; the caller
+			// compares the layers' time with the target.
+			budget = effective()
+			break
 		}
 		if best == nil {
 			hint := ""
 			if step > 1 {
 				hint = " (a smaller --rank-multiple allows lower ranks)"
 			}
-			return fmt.Errorf("%w: cannot reach %.3g of the original MACs: every rank is at its minimum%s", ErrUnreachable, opts.TargetMACs, hint)
+			return fmt.Errorf("%w: cannot reach %.3g of the original %s: every rank is at its minimum%s", ErrUnreachable, target, what, hint)
 		}
-		r, _, _ := rank(best, bestInput)
-		set(best, bestInput, lower(r))
+		set(best, bestInput, bestTo)
 	}
 	// Refill: the last cuts may overshoot (a layer counts only once its factorization is
 	// cheaper than the original); raise ranks back, most loss recovered per MAC first, while
@@ -161,7 +225,7 @@ func Allocate(plans []*Plan, opts Options) error {
 					continue
 				}
 				loss, saved := move(st, input, r, up)
-				score := -loss / math.Max(float64(-saved), 1)
+				score := -loss / math.Max(-saved, unit)
 				if score > bestScore {
 					best, bestInput, bestScore = st, input, score
 				}

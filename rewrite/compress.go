@@ -59,6 +59,21 @@ type Options struct {
 	Ridge float64
 	// RankMultiple rounds chosen ranks up to multiples of it (as hardware prefers); 0 or 1: none.
 	RankMultiple int
+	// Time, when not nil, makes measured time the cost of a layer instead of its MACs: the time
+	// in milliseconds of plan p's layer factorized with input rank r and output rank k (0: side
+	// untouched; both 0: the original layer), as package latency measures it. Each layer then
+	// keeps the fastest of its factorizations (both sides, input only, output only), and one that
+	// is not faster than the original by more than TimeNoise is left as it is and reported
+	// skipped with both times (unless Full).
+	Time func(p *Plan, r, k int) float64
+	// TimeNoise, with Time, is the relative noise of the times of plan p at ranks r and k: a
+	// factorization is applied only where its time is below (1 - TimeNoise) times the
+	// original's. nil: any saving counts.
+	TimeNoise func(p *Plan, r, k int) float64
+	// TargetTime, when > 0 (with Time), allocates ranks across all layers (and sides) so that the
+	// factorizable layers keep at most this fraction of their summed original time, losing the
+	// least (see Allocate); Rule and TargetMACs are then unused.
+	TargetTime float64
 }
 
 // Layer is one row of a Report: what happened to one Conv.
@@ -175,7 +190,7 @@ func Compress(m *onnxio.Model, res *calib.Result, opts Options) (*Report, error)
 // opts.TargetMACs by Allocate. AllocSensitivity needs every factorizable plan's measured losses
 // (Plan.SetSensitivity).
 func Choose(plans []*Plan, opts Options) error {
-	if opts.TargetMACs <= 0 {
+	if opts.TargetMACs <= 0 && opts.TargetTime <= 0 {
 		return chooseRanks(plans, opts)
 	}
 	switch opts.Alloc {
@@ -193,9 +208,47 @@ type Plan struct {
 	conv                  *Conv
 	in, kk                int   // input channels, kernel elements
 	spatialIn, spatialOut int64 // positions per sample
-	inPCA, outPCA         calib.PCA
+	inPCA, outPCA         calib.PCA // inPCA.Values: the input side's output-error spectrum (inBasis)
+	inBasis               InputBasis
 	mean                  []float64 // output mean
 	inCurve, outCurve     *curve    // measured sensitivity (see Sensitivity), or nil
+}
+
+// setIdentity gives the plan identity bases on the sides in use, with flat spectra, and the
+// output mean (measured, or W μ + b for a dense layer).
+func (p *Plan) setIdentity(side Side, c *Conv, inStats, outStats *calib.Stats, dense bool) {
+	eye := func(n int) (*mat.Dense, []float64) {
+		m := mat.NewDense(n, n, nil)
+		v := make([]float64, n)
+		for i := 0; i < n; i++ {
+			m.Set(i, i, 1)
+			v[i] = 1
+		}
+		return m, v
+	}
+	if side != SideOutput {
+		e, v := eye(p.in)
+		p.inBasis = InputBasis{Down: e, Up: e, Values: v}
+		p.inPCA.Values = v
+	}
+	if side == SideInput {
+		return
+	}
+	p.outPCA.Vectors, p.outPCA.Values = eye(c.Out())
+	if !dense {
+		p.mean = outStats.Mean()
+		return
+	}
+	mu := inStats.Mean()
+	p.mean = make([]float64, c.Out())
+	for o := range p.mean {
+		for i, x := range mu {
+			p.mean[o] += c.Weight[o*p.in+i] * x
+		}
+		if c.Bias != nil {
+			p.mean[o] += c.Bias[o]
+		}
+	}
 }
 
 // cost is the layer's cost factorized with input rank r and output rank k (0: side untouched).
@@ -217,7 +270,7 @@ func Analyze(m *onnxio.Model, res *calib.Result, opts Options) ([]*Plan, error) 
 		if !isLayer(n) {
 			continue
 		}
-		p, err := analyzeOne(m.Graph, n, res, opts.side())
+		p, err := analyzeOne(m.Graph, n, res, opts.side(), opts.Full)
 		if err != nil {
 			return nil, fmt.Errorf("conv %q: %w", n.Label(), err)
 		}
@@ -277,7 +330,7 @@ func (o Options) side() Side {
 	return o.Side
 }
 
-func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side) (*Plan, error) {
+func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side, full bool) (*Plan, error) {
 	p := &Plan{Layer: Layer{Name: n.Label(), Op: n.Op, Side: side}}
 	p.spatialIn, p.spatialOut = -1, -1
 	if len(n.Outputs) == 1 && len(n.Inputs) > 0 {
@@ -330,10 +383,18 @@ func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side) (
 		return nil, fmt.Errorf("statistics have %d -> %d channels, weight has %d -> %d", inDim, outDim, p.in, c.Out())
 	}
 	var err error
+	if full {
+		// --rank full keeps every channel, where any basis is exact: identity bases spare the
+		// eigenproblems (spectra are then flat).
+		p.setIdentity(side, c, inStats, outStats, dense)
+		p.InSpectrum, p.OutSpectrum = p.inPCA.Values, p.outPCA.Values
+		return p, nil
+	}
 	if side != SideOutput {
-		if p.inPCA, err = calib.Eigen(inStats.SecondMoment()); err != nil {
-			return nil, fmt.Errorf("input statistics: %w", err)
+		if p.inBasis, err = OutputAwareInput(c.WeightMatrix(), p.in, inStats.SecondMoment()); err != nil {
+			return nil, fmt.Errorf("input side: %w", err)
 		}
+		p.inPCA.Values = p.inBasis.Values
 	}
 	switch {
 	case side != SideInput && dense:
@@ -382,7 +443,7 @@ func (p *Plan) settle(opts Options) {
 	if opts.Full {
 		p.After = p.cost(p.InRank, p.Rank)
 	} else {
-		p.InRank, p.Rank, p.After = p.cheapest(p.InRank, p.Rank)
+		p.InRank, p.Rank, p.After = p.cheapest(opts, p.InRank, p.Rank)
 	}
 	p.InEnergy, p.Energy = 0, 0
 	if p.InRank > 0 {
@@ -400,23 +461,69 @@ func (p *Plan) settle(opts Options) {
 		p.Side = SideOutput
 	}
 	p.Reason = ""
-	if !opts.Full && p.After.MACs >= p.Before.MACs {
+	switch {
+	case opts.Full:
+	case opts.Time != nil:
+		p.Reason = p.slowReason(opts)
+	case p.After.MACs >= p.Before.MACs:
 		p.Reason = fmt.Sprintf("%s would not lower MACs (%d -> %d)", rankText(p.Layer), p.Before.MACs, p.After.MACs)
 	}
 }
 
 // cheapest returns the cheapest of factorizing with ranks r and k (0: side untouched), with
-// the input side only and with the output side only.
-func (p *Plan) cheapest(r, k int) (int, int, Cost) {
-	best := p.cost(r, k)
+// the input side only and with the output side only: by MACs, or by opts.Time when set.
+func (p *Plan) cheapest(opts Options, r, k int) (int, int, Cost) {
+	best, price := p.cost(r, k), p.price(opts, r, k)
 	if r > 0 && k > 0 {
 		for _, alt := range [][2]int{{r, 0}, {0, k}} {
-			if a := p.cost(alt[0], alt[1]); a.MACs < best.MACs {
-				r, k, best = alt[0], alt[1], a
+			a, ap := p.cost(alt[0], alt[1]), p.price(opts, alt[0], alt[1])
+			if ap < price {
+				r, k, best, price = alt[0], alt[1], a, ap
 			}
 		}
 	}
 	return r, k, best
+}
+
+// price is what cheapest compares: the layer's MACs at ranks r and k, or its time with
+// opts.Time.
+func (p *Plan) price(opts Options, r, k int) float64 {
+	if opts.Time != nil {
+		return opts.Time(p, r, k)
+	}
+	return float64(p.cost(r, k).MACs)
+}
+
+// pays reports whether factorizing at ranks r and k (0: side untouched) is worth it: fewer
+// MACs than the original, or with opts.Time a time below (1 - noise) times the original's.
+func (p *Plan) pays(opts Options, r, k int) bool {
+	if opts.Time == nil {
+		return p.cost(r, k).MACs < p.Before.MACs
+	}
+	t, t0 := opts.Time(p, r, k), opts.Time(p, 0, 0)
+	return t < (1-p.noise(opts, r, k))*t0
+}
+
+// noise is the relative margin a factorization at r, k must beat the original's time by.
+func (p *Plan) noise(opts Options, r, k int) float64 {
+	if opts.TimeNoise == nil {
+		return 0
+	}
+	return max(opts.TimeNoise(p, r, k), 0)
+}
+
+// slowReason says why a plan with opts.Time is skipped at its ranks, or "" when it pays.
+func (p *Plan) slowReason(opts Options) string {
+	r, k := p.InRank, p.Rank
+	if p.pays(opts, r, k) {
+		return ""
+	}
+	t, t0 := opts.Time(p, r, k), opts.Time(p, 0, 0)
+	if t >= t0 {
+		return fmt.Sprintf("%s would not lower time (%.3f ms -> %.3f ms measured)", rankText(p.Layer), t0, t)
+	}
+	return fmt.Sprintf("%s is not measurably faster (%.3f ms -> %.3f ms measured, %.1f%% less, within the %.1f%% noise)",
+		rankText(p.Layer), t0, t, 100*(1-t/t0), 100*p.noise(opts, r, k))
 }
 
 // Apply rewrites the layers of plans that are neither skipped nor applied yet, cleans the graph up and returns
@@ -453,9 +560,8 @@ func (p *Plan) factors() Factors {
 	c := p.conv
 	w := c.WeightMatrix()
 	if p.InRank > 0 {
-		u := p.inPCA.Vectors.Slice(0, p.in, 0, p.InRank).(*mat.Dense)
-		f.Down = mat.DenseCopyOf(u.T())
-		w = InputSide(w, p.in, u)
+		f.Down = mat.DenseCopyOf(p.inBasis.Down.Slice(0, p.InRank, 0, p.in))
+		w = InputSide(w, p.in, mat.DenseCopyOf(p.inBasis.Up.Slice(0, p.in, 0, p.InRank)))
 	}
 	f.Core = w
 	if p.Rank > 0 {

@@ -141,3 +141,94 @@ func LinearOutputPCA(w *mat.Dense, b, mu []float64, cov *mat.SymDense) (calib.PC
 	}
 	return p, mean, nil
 }
+
+// InputBasis is an output-aware input-side factorization of one layer: at rank r, the 1x1
+// down projection is Down's first r rows (r x in) and the core is InputSide(W, in, Up's first
+// r columns (in x r)). Values[i] is the squared output error (per position) that component i
+// carries, descending, so discarding the components from r on costs Σ_{i≥r} Values[i].
+type InputBasis struct {
+	Down, Up *mat.Dense // in x in each: rows and columns ordered by Values
+	Values   []float64
+}
+
+// WeightRidge is the relative ridge of the input-side weight metric: directions the weights
+// hardly read are weighed as if their gain were 1% of the largest (1e-4 in squared gain), so
+// that the basis stays well conditioned in float32.
+const WeightRidge = 1e-4
+
+// OutputAwareInput chooses the input-side projection of a layer of weight w (out x in·kk,
+// the ONNX layout) and input second moment c = E[x xᵀ] (in x in, uncentred: the projection
+// has no bias, so padded zeros stay zeros) by the error it causes in the layer's output, not
+// by the input's energy. Approximating the output error of projecting x by P = Up Down as
+// E‖Σ_t W_t (x_t − P x_t)‖² ≈ tr(M (I − P) c (I − P)ᵀ), with M = Σ_t W_tᵀ W_t over the kernel
+// taps t (exact for 1x1 kernels and dense layers; for larger kernels it leaves out the
+// correlation of neighbouring taps), the best rank-r P follows from the SVD R L = U S Zᵀ,
+// where Rᵀ R = M + δI (R the Cholesky factor) and c = L Lᵀ (computed as the eigenproblem
+// R c Rᵀ = U S² Uᵀ):
+//
+//	Down = Uᵀ R,  Up = R⁻¹ U,  error at rank r = Σ_{i≥r} S_i²
+//
+// (whitening by the data as in SVD-LLM and ASVD, by the weights as in asymmetric
+// reconstruction). At full rank Up Down = R⁻¹ U Uᵀ R = I: the layer is unchanged. δ is
+// WeightRidge times M's largest diagonal entry.
+func OutputAwareInput(w *mat.Dense, in int, c *mat.SymDense) (InputBasis, error) {
+	out, cols := w.Dims()
+	if cols%in != 0 || c.SymmetricDim() != in {
+		panic(fmt.Sprintf("rewrite: OutputAwareInput shapes: w %dx%d, in %d, c %d", out, cols, in, c.SymmetricDim()))
+	}
+	kk := cols / in
+	// M = Σ_t W_tᵀ W_t = Wrᵀ Wr with Wr (out·kk x in) holding each tap's W_t as a block of rows.
+	wr := mat.NewDense(out*kk, in, nil)
+	for o := 0; o < out; o++ {
+		row := w.RawRowView(o)
+		for i := 0; i < in; i++ {
+			for t := 0; t < kk; t++ {
+				wr.Set(o*kk+t, i, row[i*kk+t])
+			}
+		}
+	}
+	m := mat.NewSymDense(in, nil)
+	m.SymOuterK(1, wr.T())
+	// R: the Cholesky factor of M + δI (any R with Rᵀ R = M + δI serves), δ relative to M's
+	// largest diagonal entry.
+	top := 0.0
+	for i := 0; i < in; i++ {
+		top = math.Max(top, m.At(i, i))
+	}
+	delta := WeightRidge * top
+	if delta == 0 {
+		delta = 1
+	}
+	for i := 0; i < in; i++ {
+		m.SetSym(i, i, m.At(i, i)+delta)
+	}
+	var chol mat.Cholesky
+	if !chol.Factorize(m) {
+		return InputBasis{}, errors.New("weight metric is not positive definite")
+	}
+	var rt, rtInv mat.TriDense
+	chol.UTo(&rt)
+	if err := rtInv.InverseTri(&rt); err != nil {
+		return InputBasis{}, fmt.Errorf("weight metric: %w", err)
+	}
+	r, rInv := mat.DenseCopyOf(&rt), mat.DenseCopyOf(&rtInv)
+	// R C Rᵀ = (R L)(R L)ᵀ = U S² Uᵀ: the left singular vectors of R L by one symmetric
+	// eigenproblem.
+	var rc, rcr mat.Dense
+	rc.Mul(r, c)
+	rcr.Mul(&rc, r.T())
+	sym := mat.NewSymDense(in, nil)
+	for i := 0; i < in; i++ {
+		for j := i; j < in; j++ {
+			sym.SetSym(i, j, (rcr.At(i, j)+rcr.At(j, i))/2)
+		}
+	}
+	e, err := calib.Eigen(sym)
+	if err != nil {
+		return InputBasis{}, fmt.Errorf("input statistics: %w", err)
+	}
+	b := InputBasis{Down: mat.NewDense(in, in, nil), Up: mat.NewDense(in, in, nil), Values: e.Values}
+	b.Down.Mul(e.Vectors.T(), r)
+	b.Up.Mul(rInv, e.Vectors)
+	return b, nil
+}

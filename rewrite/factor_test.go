@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/convpca/convpca/calib"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -192,6 +193,90 @@ func TestInputSide(t *testing.T) {
 					t.Fatalf("full rank: %v != %v", got, orig)
 				}
 			}
+		}
+	}
+}
+
+// TestOutputAwareInput: on random layers (1x1 and 3x3 kernels) and correlated inputs, the
+// output-aware basis reconstructs the layer exactly at full rank, its Values predict the
+// output error of each truncation (for 1x1 kernels, where the tap approximation is exact, up
+// to the ridge), and it is never worse in output error than the PCA of the input's second moment.
+func TestOutputAwareInput(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, kk := range []int{1, 9} {
+		const out, in, n = 7, 6, 400
+		w := randDense(rng, out, in*kk)
+		// Inputs with a strong direction the weights barely read: energy-based PCA keeps it.
+		mix := randDense(rng, in, in)
+		xs := make([]*mat.Dense, n) // each in x kk
+		c := mat.NewSymDense(in, nil)
+		for s := range xs {
+			z := randDense(rng, in, kk)
+			var x mat.Dense
+			x.Mul(mix, z)
+			for p := 0; p < kk; p++ {
+				x.Set(0, p, x.At(0, p)*20)
+			}
+			xs[s] = &x
+			for i := 0; i < in; i++ {
+				for j := i; j < in; j++ {
+					v := 0.0
+					for p := 0; p < kk; p++ {
+						v += x.At(i, p) * x.At(j, p)
+					}
+					c.SetSym(i, j, c.At(i, j)+v/float64(n*kk))
+				}
+			}
+		}
+		basis, err := OutputAwareInput(w, in, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Output error, per position, of the layer when its input is projected by P = Up Down.
+		errOf := func(down, up *mat.Dense) float64 {
+			var p mat.Dense
+			p.Mul(up, down)
+			e := 0.0
+			for _, x := range xs {
+				var px mat.Dense
+				px.Mul(&p, x)
+				for o := 0; o < out; o++ {
+					d := 0.0
+					for i := 0; i < in; i++ {
+						for q := 0; q < kk; q++ {
+							d += w.At(o, i*kk+q) * (x.At(i, q) - px.At(i, q))
+						}
+					}
+					e += d * d
+				}
+			}
+			return e / float64(n) // one output position per sample
+		}
+		energy, err := calib.Eigen(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := 1; r <= in; r++ {
+			down := mat.DenseCopyOf(basis.Down.Slice(0, r, 0, in))
+			up := mat.DenseCopyOf(basis.Up.Slice(0, in, 0, r))
+			got := errOf(down, up)
+			pred := 0.0
+			for _, v := range basis.Values[r:] {
+				pred += v
+			}
+			u := mat.DenseCopyOf(energy.Vectors.Slice(0, in, 0, r))
+			ref := errOf(mat.DenseCopyOf(u.T()), u)
+			if r == in && got > 1e-9 {
+				t.Errorf("kk=%d full rank: output error %g", kk, got)
+			}
+			// The Values are exact in the ridged metric M + δI (WeightRidge): within 3% here.
+			if kk == 1 && math.Abs(got-pred) > 3e-2*pred+1e-9 {
+				t.Errorf("kk=%d r=%d: output error %g, Values predict %g", kk, r, got, pred)
+			}
+			if kk == 1 && got > ref*(1+1e-6)+1e-9 {
+				t.Errorf("kk=%d r=%d: output-aware error %g above the energy PCA's %g", kk, r, got, ref)
+			}
+			t.Logf("kk=%d r=%d: output-aware %.4g, energy PCA %.4g, predicted %.4g", kk, r, got, ref, pred)
 		}
 	}
 }

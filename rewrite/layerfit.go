@@ -35,7 +35,7 @@ func (p *Plan) Tensors() []string {
 // Reanalyze analyses p's layer again in g, from the statistics res of its input and output as
 // g now computes them, keeping p's ranks, and returns the new plan.
 func Reanalyze(g *onnxio.Graph, p *Plan, res *calib.Result, opts Options) (*Plan, error) {
-	np, err := analyzeOne(g, p.conv.Node, res, opts.side())
+	np, err := analyzeOne(g, p.conv.Node, res, opts.side(), opts.Full)
 	if err != nil {
 		return nil, fmt.Errorf("conv %q: %w", p.Name, err)
 	}

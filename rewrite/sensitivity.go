@@ -99,3 +99,27 @@ func findNode(g *onnxio.Graph, n *onnxio.Node) *onnxio.Node {
 	}
 	return nil
 }
+
+// Rebind returns copies of plans (as Analyze made them for a model) bound to the same layers
+// of m, a clone of that model, so that one analysis serves several compressions of clones
+// (the probes of a search). Spectra, bases and measured losses are shared, not copied: nothing
+// changes them after Analyze.
+func Rebind(plans []*Plan, m *onnxio.Model) ([]*Plan, error) {
+	out := make([]*Plan, len(plans))
+	for i, p := range plans {
+		q := *p
+		if p.conv != nil {
+			n := findNode(m.Graph, p.conv.Node)
+			if n == nil {
+				return nil, fmt.Errorf("conv %q: not in the model", p.Name)
+			}
+			c, reason := MatchLayer(m.Graph, n)
+			if c == nil {
+				return nil, fmt.Errorf("conv %q: %s", p.Name, reason)
+			}
+			q.conv = c
+		}
+		out[i] = &q
+	}
+	return out, nil
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/convpca/convpca/compress"
 	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/internal/plots"
+	"github.com/convpca/convpca/latency"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/ort"
 	"github.com/convpca/convpca/rewrite"
@@ -28,6 +29,10 @@ type compressOptions struct {
 	Rewrite           rewrite.Options
 	Calibration       ort.Options
 	Sequential        bool
+	Latency           compress.LatencyOptions // --target-latency, --latency-gate
+	// Default is set when no rank rule, budget or rank is given: compress then searches
+	// within DefaultMaxError on held-out calibration samples (see guarded).
+	Default bool
 	Search            searchOptions
 	Data              dataOptions
 	Report            string    // path of the JSON report, or ""
@@ -53,7 +58,11 @@ func compressCommand() *cli.Command {
 			&cli.Float64Flag{Name: "energy", Usage: "keep the fewest eigenvalues holding fraction `E` of the total (instead of --threshold)"},
 			&cli.StringSliceFlag{Name: "rank", Usage: "`LAYER=K` fixes a layer's rank on the side(s) rewritten, LAYER=R:K its input and output ranks (repeatable); full keeps every channel and rewrites every layer, to verify"},
 			&cli.Float64Flag{Name: "target-macs", Usage: "allocate ranks across all layers and sides to keep at most fraction `F` of the Convs' MACs (instead of --threshold)"},
-			&cli.IntFlag{Name: "rank-multiple", Value: 1, Usage: "round ranks up to multiples of `M`"},
+			&cli.IntFlag{Name: "rank-multiple", Value: 1, Usage: "round ranks up to multiples of `M` (--target-latency: default the CPU's, see bench layers)"},
+			&cli.Float64Flag{Name: "target-latency", Usage: "allocate ranks so that the compressible layers keep at most fraction `F` of their time measured in onnxruntime (instead of --threshold; implies --latency-gate)"},
+			&cli.BoolFlag{Name: "latency-gate", Usage: "measure each layer's latency table and skip every factorization not measurably faster than its layer (any rule)"},
+			&cli.BoolFlag{Name: "no-latency-gate", Usage: "with --target-latency: apply every factorization the table says is faster, even within the measurement noise"},
+			&cli.IntFlag{Name: "latency-batch", Usage: "samples per timed run of the latency tables (default: --batch)"},
 			&cli.BoolFlag{Name: "sequential", Usage: "take each layer's statistics from the model with the earlier layers already compressed (one pass over the data per layer)"},
 			&cli.StringFlag{Name: "alloc", Value: rewrite.AllocEnergy, Usage: "what --target-macs allocation minimises: energy (discarded eigenvalue mass) or sensitivity (measured output change)"},
 			&cli.BoolFlag{Name: "refit", Usage: "with --sequential: refit each reduced core by least squares to reproduce the original model's outputs"},
@@ -103,14 +112,18 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 	}
 	o.Rewrite.Side = side
 	rules := 0
-	for _, f := range []string{"energy", "threshold", "target-macs"} {
+	for _, f := range []string{"energy", "threshold", "target-macs", "target-latency"} {
 		if c.IsSet(f) {
 			rules++
 		}
 	}
 	if rules > 1 {
-		return o, usagef("give one of --threshold, --energy and --target-macs, not several")
+		return o, usagef("give one of --threshold, --energy, --target-macs and --target-latency, not several")
 	}
+	if err := parseLatency(c, &o); err != nil {
+		return o, err
+	}
+	o.Default = rules == 0 && !c.IsSet("rank")
 	o.Rewrite.TargetMACs = c.Float64("target-macs")
 	if c.IsSet("target-macs") && (o.Rewrite.TargetMACs <= 0 || o.Rewrite.TargetMACs > 1) {
 		return o, usagef("--target-macs %v is not in (0, 1]", o.Rewrite.TargetMACs)
@@ -161,6 +174,9 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 	if o.Rewrite.Full && o.Rewrite.TargetMACs > 0 {
 		return o, usagef("--rank full keeps every channel; it cannot meet --target-macs")
 	}
+	if o.Latency.Target > 0 && (o.Rewrite.Full || o.Search.active() || o.Rewrite.Alloc == rewrite.AllocSensitivity) {
+		return o, usagef("--target-latency allocates by energy for one target: not with --rank full, --alloc sensitivity, --max-drop or --max-error")
+	}
 	o.Calibration, err = calibOptions(c, c.App.ErrWriter)
 	return o, err
 }
@@ -188,6 +204,34 @@ func parseRank(s string, side rewrite.Side) (string, rewrite.Ranks, bool) {
 	return name, rewrite.Ranks{In: in, Out: out}, err1 == nil && err2 == nil && in >= 1 && out >= 1
 }
 
+// parseLatency reads the latency flags: --target-latency F (ranks on the CPU's rank multiple
+// unless --rank-multiple), --latency-gate, --no-latency-gate, --latency-batch.
+func parseLatency(c *cli.Context, o *compressOptions) error {
+	l := &o.Latency
+	l.Target, l.Gate, l.Batch = c.Float64("target-latency"), c.Bool("latency-gate"), c.Int("latency-batch")
+	switch {
+	case c.IsSet("target-latency") && (l.Target <= 0 || l.Target > 1):
+		return usagef("--target-latency %v is not in (0, 1]", l.Target)
+	case c.Bool("no-latency-gate") && (l.Gate || l.Target == 0):
+		return usagef("--no-latency-gate goes with --target-latency, without --latency-gate")
+	case l.Batch < 0:
+		return usagef("--latency-batch must be >= 1")
+	}
+	if l.Target > 0 {
+		l.Gate = !c.Bool("no-latency-gate")
+		if !c.IsSet("rank-multiple") {
+			o.Rewrite.RankMultiple = latency.RankMultiple(latency.HostCPU())
+		}
+	}
+	if c.IsSet("rank-multiple") {
+		l.Measure.Multiple = c.Int("rank-multiple")
+	}
+	if !c.Bool("quiet") {
+		l.Log = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "convpca: %s\n", msg) }
+	}
+	return nil
+}
+
 // afterRewrite sees the compressed model before it is verified and written (tests use it to
 // force a model onnxruntime refuses).
 var afterRewrite = func(*onnxio.Model) {}
@@ -208,6 +252,14 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	if err := rewrite.CheckRanks(m, o.Rewrite); err != nil {
 		return nil, err
 	}
+	total := 0
+	if o.guarded() {
+		// The default holds samples out of the statistics to check the result on (guard).
+		if total, err = samples(o, m); err != nil {
+			return nil, err
+		}
+		o.Calibration.MaxSamples = total - holdOut(total)
+	}
 	res := calib.NewResult() // no layer can be factorized: each is reported with the reason
 	if t, _ := rewrite.Targets(m, rewrite.SideBoth); len(t) > 0 {
 		if res, err = statistics(m, o); err != nil {
@@ -219,10 +271,20 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	if o.Calib != "" {
 		data = func() (dataset.Reader, error) { return o.Data.open(o.Calib, m) }
 	}
-	if o.Search.active() {
+	switch {
+	case o.Search.active():
 		if copts.Bound, err = bound(o, m); err != nil {
 			return nil, err
 		}
+	case o.guarded():
+		copts.Bound = guard(o, m, res.Samples, total)
+	}
+	var lat *compress.Latency
+	if o.Latency.Active() {
+		if lat, err = compress.MeasureLatency(m, res, data, o.Calibration, o.Latency); err != nil {
+			return nil, err
+		}
+		copts.Rewrite = lat.Rewrite(copts.Rewrite)
 	}
 	result, err := compress.Run(m, res, data, copts, stdout)
 	if err != nil {
@@ -250,6 +312,13 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		return nil, err
 	}
 	printReport(stdout, rep)
+	var lrep *compress.LatencyReport
+	if lat != nil {
+		if lrep, err = lat.Report(out, rep); err != nil {
+			return nil, err
+		}
+		compress.PrintLatency(stdout, lrep)
+	}
 	if o.Plots != "" {
 		if err := plots.Write(o.Plots, rep, probes); err != nil {
 			return nil, err
@@ -259,7 +328,7 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		err := onnxio.WriteFileAtomic(o.Report, func(w io.Writer) error {
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
-			return enc.Encode(jsonReport{Model: o.Model, Output: o.Out, Rule: ruleText(o), Probes: probes, Report: rep})
+			return enc.Encode(jsonReport{Model: o.Model, Output: o.Out, Rule: ruleText(o), Probes: probes, Report: rep, Latency: lrep})
 		})
 		if err != nil {
 			return nil, err
@@ -292,10 +361,15 @@ func ruleText(o compressOptions) string {
 	switch {
 	case o.Rewrite.Full:
 		s = "full rank"
+	case o.Latency.Target > 0:
+		s = fmt.Sprintf("target-latency %g (alloc %s)", o.Latency.Target, o.Rewrite.Alloc)
 	case o.Rewrite.TargetMACs > 0:
 		s = fmt.Sprintf("target-macs %g (alloc %s)", o.Rewrite.TargetMACs, o.Rewrite.Alloc)
 	default:
 		s = o.Rewrite.Rule.String()
+	}
+	if l := compress.LatencyRule(o.Latency); l != "" {
+		s += ", " + l
 	}
 	s += ", side " + string(o.Rewrite.Side)
 	if o.Sequential {
@@ -315,6 +389,9 @@ type jsonReport struct {
 	// Probes of a --max-drop/--max-error search, in order.
 	Probes []compress.Probe `json:"probes,omitempty"`
 	*rewrite.Report
+	// Latency: with --target-latency or --latency-gate, the layers' measured times and the
+	// whole models' predicted and measured latency.
+	Latency *compress.LatencyReport `json:"latency,omitempty"`
 }
 
 // same reports whether two paths name the same file (or the same place when absent).

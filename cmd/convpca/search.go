@@ -90,3 +90,50 @@ func bound(o compressOptions, m *onnxio.Model) (compress.Bound, error) {
 	}
 	return b, nil
 }
+
+// DefaultMaxError is the bound of the default compression: the relative L2 error of the
+// model's outputs on calibration samples held out of the statistics (see guard).
+const DefaultMaxError = 0.01
+
+// guarded reports whether compress runs its default: no rank rule, budget or search given,
+// calibration data at hand. It then searches, as --max-error does, the smallest MACs target
+// whose outputs stay within DefaultMaxError of the original's on held-out samples, instead of
+// applying a fixed rule that a deep model may not survive.
+func (o compressOptions) guarded() bool {
+	return o.Default && o.Calib != "" && !o.Search.active() && !o.Rewrite.Full && len(o.Rewrite.Ranks) == 0
+}
+
+// holdOut is how many of n calibration samples the default keeps out of the statistics to
+// check the compressed model on: a tenth, at least 16 (or half of a small set) and at most 512.
+func holdOut(n int) int {
+	return min(max(n/10, min(16, n/2)), 512)
+}
+
+// samples is the number of calibration samples compress reads (after --max-samples).
+func samples(o compressOptions, m *onnxio.Model) (int, error) {
+	r, err := o.Data.open(o.Calib, m)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	n := r.Len()
+	if o.Calibration.MaxSamples > 0 {
+		n = min(n, o.Calibration.MaxSamples)
+	}
+	return n, nil
+}
+
+// guard is the default's bound: DefaultMaxError on the calibration samples after the first
+// used ones, up to n (the held-out ones).
+func guard(o compressOptions, m *onnxio.Model, used, n int) compress.Bound {
+	return compress.Bound{
+		MaxError: DefaultMaxError, Steps: o.Search.Steps, LowestMACs: o.Search.LowestMACs,
+		Data: func() (dataset.Reader, error) {
+			r, err := o.Data.open(o.Calib, m)
+			if err != nil {
+				return nil, err
+			}
+			return dataset.Slice(r, used, n-used)
+		},
+	}
+}

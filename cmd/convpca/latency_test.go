@@ -1,0 +1,184 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/convpca/convpca/latency"
+	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/testmodels"
+)
+
+// latencyReport is what the tests read of a report with latency tables.
+type latencyReport struct {
+	Rule    string `json:"rule"`
+	Applied int    `json:"applied"`
+	Layers  []struct {
+		Name    string `json:"name"`
+		Applied bool   `json:"applied"`
+		Reason  string `json:"reason"`
+	} `json:"layers"`
+	Latency *struct {
+		Batch        int     `json:"batch"`
+		Threads      int     `json:"threads"`
+		RankMultiple int     `json:"rank_multiple"`
+		Target       float64 `json:"target"`
+		Gate         bool    `json:"gate"`
+		LayersBefore float64 `json:"layers_before_ms"`
+		LayersAfter  float64 `json:"layers_after_ms"`
+		Original     *struct {
+			Ms   float64 `json:"ms"`
+			Runs int     `json:"runs"`
+		} `json:"original"`
+		Predicted  float64 `json:"predicted_ms"`
+		Compressed *struct {
+			Ms   float64 `json:"ms"`
+			Runs int     `json:"runs"`
+		} `json:"compressed"`
+		Layers []struct {
+			Name       string  `json:"name"`
+			Applied    bool    `json:"applied"`
+			InRank     int     `json:"in_rank"`
+			Rank       int     `json:"rank"`
+			OriginalMs float64 `json:"original_ms"`
+			AfterMs    float64 `json:"after_ms"`
+		} `json:"layers"`
+	} `json:"latency"`
+}
+
+func readLatencyReport(t *testing.T, path string) latencyReport {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep latencyReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Latency == nil {
+		t.Fatalf("report has no latency:\n%s", b)
+	}
+	return rep
+}
+
+// TestTargetLatencyMNIST: --target-latency 0.5 on the bundled model writes a model and a report
+// with every layer's table times, the whole model's predicted and measured latency side by
+// side, and no applied layer slower than its original in the table; skipped layers say why
+// with both times. Timings are not asserted: they are noisy. Tables are measured into a fresh
+// cache, at batch 8 on one thread (CPU time of the thread, the least noisy clock).
+func TestTargetLatencyMNIST(t *testing.T) {
+	needRuntime(t)
+	data := mnistDir(t)
+	t.Setenv(latency.CacheEnv, t.TempDir())
+	dir := t.TempDir()
+	out, report := filepath.Join(dir, "m.onnx"), filepath.Join(dir, "m.json")
+	code, stdout, stderr := cliRun("compress", testmodels.Path("mnist_cnn.onnx"), "--calib", filepath.Join(data, "train-images-idx3-ubyte.gz"),
+		"--max-samples", "500", "--target-latency", "0.5", "--latency-batch", "8", "--threads", "1", "--provider", "cpu",
+		"--out", out, "--report", report)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	t.Logf("\n%s", stdout)
+	if _, err := onnxio.Load(out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"original ms", "after ms", "whole model: original", "predicted", "measured"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	rep := readLatencyReport(t, report)
+	l := rep.Latency
+	if !strings.Contains(rep.Rule, "target-latency 0.5") || !strings.Contains(rep.Rule, "latency gate") {
+		t.Errorf("rule %q", rep.Rule)
+	}
+	if l.Batch != 8 || l.Threads != 1 || l.Target != 0.5 || !l.Gate || l.RankMultiple < 1 {
+		t.Errorf("latency setup: %+v", l)
+	}
+	if l.Original == nil || l.Compressed == nil || !(l.Original.Ms > 0) || !(l.Compressed.Ms > 0) || l.Original.Runs < 3 || l.Compressed.Runs < 3 {
+		t.Fatalf("whole models not timed: %+v", l)
+	}
+	// Predicted: the original measured less the layers' savings in the tables.
+	if want := l.Original.Ms - (l.LayersBefore - l.LayersAfter); !(l.Predicted > 0) || abs(l.Predicted-want) > 1e-9*want {
+		t.Errorf("predicted %.4f ms, want %.4f", l.Predicted, want)
+	}
+	if len(l.Layers) != len(rep.Layers) {
+		t.Fatalf("%d layers timed, %d in the report", len(l.Layers), len(rep.Layers))
+	}
+	var before, after float64
+	for i, ll := range l.Layers {
+		row := rep.Layers[i]
+		if ll.Name != row.Name || ll.Applied != row.Applied {
+			t.Errorf("layer %d: latency row %s applied %v, report row %s applied %v", i, ll.Name, ll.Applied, row.Name, row.Applied)
+		}
+		if ll.Applied && !(ll.AfterMs < ll.OriginalMs) {
+			t.Errorf("layer %s applied at %.4f ms against %.4f ms in the table", ll.Name, ll.AfterMs, ll.OriginalMs)
+		}
+		if !ll.Applied && (ll.AfterMs != ll.OriginalMs || !strings.Contains(row.Reason, " ms -> ")) {
+			t.Errorf("skipped layer %s: after %.4f ms, reason %q", ll.Name, ll.AfterMs, row.Reason)
+		}
+		before += ll.OriginalMs
+		after += ll.AfterMs
+	}
+	if abs(before-l.LayersBefore) > 1e-9*before || abs(after-l.LayersAfter) > 1e-9*before {
+		t.Errorf("layer sums %.4f, %.4f; report %.4f, %.4f", before, after, l.LayersBefore, l.LayersAfter)
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// TestLatencyGateFull: --latency-gate times the layers of any rule; --rank full applies every
+// rewrite whatever the tables say, and the report still carries the times.
+func TestLatencyGateFull(t *testing.T) {
+	needRuntime(t)
+	t.Setenv(latency.CacheEnv, t.TempDir())
+	dir := t.TempDir()
+	model := testmodels.Path("tiny/conv_pad_stride.onnx")
+	data := filepath.Join(dir, "x.npy")
+	writeNpy(t, data, []int{40, 3, 9, 9}, ramp(40*3*9*9))
+	out, report := filepath.Join(dir, "m.onnx"), filepath.Join(dir, "m.json")
+	code, _, stderr := cliRun("compress", model, "--calib", data, "--rank", "full", "--latency-gate", "--threads", "1", "--provider", "cpu",
+		"--out", out, "--report", report, "-q")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	rep := readLatencyReport(t, report)
+	if rep.Applied != 2 || len(rep.Latency.Layers) != 2 || rep.Latency.Target != 0 || !rep.Latency.Gate || rep.Latency.Batch != 64 {
+		t.Errorf("applied %d, latency %+v", rep.Applied, rep.Latency)
+	}
+	if rep.Rule != "full rank, latency gate 0.05, side both" {
+		t.Errorf("rule %q", rep.Rule)
+	}
+}
+
+// TestLatencyUsage: the latency flags' bad combinations are usage errors (exit 2).
+func TestLatencyUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--target-latency", "0"}, "--target-latency 0 is not in (0, 1]"},
+		{[]string{"--target-latency", "1.5"}, "--target-latency 1.5 is not in (0, 1]"},
+		{[]string{"--target-latency", "0.5", "--target-macs", "0.5"}, "give one of --threshold, --energy, --target-macs and --target-latency, not several"},
+		{[]string{"--no-latency-gate"}, "--no-latency-gate goes with --target-latency, without --latency-gate"},
+		{[]string{"--target-latency", "0.5", "--latency-gate", "--no-latency-gate"}, "--no-latency-gate goes with --target-latency, without --latency-gate"},
+		{[]string{"--latency-gate", "--latency-batch", "-1"}, "--latency-batch must be >= 1"},
+		{[]string{"--target-latency", "0.5", "--alloc", "sensitivity"}, "--target-latency allocates by energy for one target"},
+		{[]string{"--target-latency", "0.5", "--rank", "full"}, "--target-latency allocates by energy for one target"},
+	} {
+		args := append([]string{"compress", "m.onnx", "--calib", "x.npy", "--out", "o.onnx"}, tc.args...)
+		code, _, stderr := cliRun(args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}

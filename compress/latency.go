@@ -1,0 +1,516 @@
+package compress
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/convpca/convpca/calib"
+	"github.com/convpca/convpca/latency"
+	"github.com/convpca/convpca/onnxio"
+	"github.com/convpca/convpca/ort"
+	"github.com/convpca/convpca/rewrite"
+)
+
+// This file makes measured time the cost of a compression (issue 16, phase 2): it measures the
+// latency table of every compressible layer of the original model (package latency) with the
+// real shapes of the calibration data, hands rewrite the times as its cost (rewrite.Options.Time,
+// TimeNoise, TargetTime), and after the rewrite times the original and the compressed models
+// side by side.
+
+// DefaultLatencyMargin is the smallest relative margin by which the latency gate wants a
+// factorization faster than its original layer: 5%. A table's medians are measured to a 95%
+// confidence interval of about ±2.5% each, so the difference of two is known to about ±3.5%;
+// where a point was measured less precisely (a layer's time budget ran out), the margin is that
+// point's noise instead (latency.LayerTimes.Noise).
+const DefaultLatencyMargin = 0.05
+
+// LatencyOptions say how a compression measures and uses layer times.
+type LatencyOptions struct {
+	// Target, when > 0, allocates ranks so that the compressible layers keep at most this
+	// fraction of their summed time (rewrite.Options.TargetTime).
+	Target float64
+	// Gate skips every factorization that is not faster than its original layer by more than
+	// the measurement noise (at least Margin); without it (with Target), any saving in the
+	// table counts.
+	Gate bool
+	// Margin is the gate's smallest relative margin; 0 means DefaultLatencyMargin.
+	Margin float64
+	// Batch is the samples per timed run; 0 means the calibration batch.
+	Batch int
+	// Measure says how tables are measured and cached; its Runtime is replaced by the
+	// calibration's (provider, threads, library).
+	Measure latency.Options
+	// Log, when not nil, receives one line per layer measured or read from the cache, and per
+	// whole-model measurement.
+	Log func(msg string)
+}
+
+// Active reports whether the options ask for latency tables.
+func (o LatencyOptions) Active() bool { return o.Target > 0 || o.Gate }
+
+func (o LatencyOptions) margin() float64 {
+	if o.Margin > 0 {
+		return o.Margin
+	}
+	return DefaultLatencyMargin
+}
+
+func (o LatencyOptions) log(format string, a ...any) {
+	if o.Log != nil {
+		o.Log(fmt.Sprintf(format, a...))
+	}
+}
+
+// Latency holds the latency tables of a model's compressible layers.
+type Latency struct {
+	opts     LatencyOptions
+	batch    int
+	threads  int
+	provider ort.Provider
+	multiple int
+	layers   []timedLayer // the timed layers of the main graph, in graph order
+	byKey    map[string]*latency.LayerTimes
+	// orig is the whole original model as a program, nil when it cannot be timed (note says
+	// why); dims is its input's shape.
+	orig  *latency.Program
+	note  string
+	warn  func(string)
+	input string
+	dims  []int64
+	Table *latency.Table
+}
+
+type timedLayer struct {
+	name string // the node's label, as in the report
+	key  string // its output tensor, unique in the graph
+	lt   *latency.LayerTimes
+}
+
+// MeasureLatency measures (or reads from the cache) the latency table of every layer of m that
+// package rewrite can factorize, at the shapes the calibration data gives it, o.Batch samples
+// per run and the calibration's runtime options (copts.Runtime: provider, threads). Shapes come
+// from one batch of data run through m, or, when data is nil (statistics read from a file),
+// from the statistics res.
+func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Options, o LatencyOptions) (*Latency, error) {
+	batch := o.Batch
+	if batch <= 0 {
+		batch = copts.Batch
+	}
+	if batch <= 0 {
+		batch = ort.DefaultBatch
+	}
+	l := &Latency{opts: o, threads: copts.Runtime.Threads, provider: copts.Runtime.Provider, warn: copts.Runtime.Warn, byKey: map[string]*latency.LayerTimes{}}
+	if l.provider == "" {
+		l.provider = ort.Auto
+	}
+	in, inErr := ort.ModelInput(m)
+	if inErr == nil && len(in.Dims) > 0 && in.Dims[0] > 0 {
+		if o.Batch > 0 && int(in.Dims[0]) != o.Batch {
+			return nil, fmt.Errorf("latency: model input %q has a fixed batch of %d; cannot time batch %d", in.Name, in.Dims[0], o.Batch)
+		}
+		batch = int(in.Dims[0])
+	}
+	l.batch = batch
+
+	var nodes []*onnxio.Node
+	for _, n := range m.Graph.Nodes {
+		if len(n.Inputs) > 0 && len(n.Outputs) == 1 && isLayerNode(n) {
+			if c, _ := rewrite.MatchLayer(m.Graph, n); c != nil {
+				nodes = append(nodes, n)
+			}
+		}
+	}
+	samples, sample, err := layerSamples(m, nodes, res, data, batch, copts.Runtime)
+	if err != nil {
+		return nil, fmt.Errorf("latency: %w", err)
+	}
+	var layers []latency.Layer
+	for _, n := range nodes {
+		shape, ok := samples[n.Inputs[0]]
+		if !ok {
+			return nil, fmt.Errorf("latency: layer %s: the shape of its input %q is unknown without calibration data", n.Label(), n.Inputs[0])
+		}
+		lay, reason := latency.FromNode(m.Graph, n, shape, batch)
+		if reason != "" {
+			if n.Op == "Gemm" && len(shape) > 1 {
+				continue // rewrite does not factorize a Gemm on more than two dimensions
+			}
+			return nil, fmt.Errorf("latency: layer %s cannot be timed: %s", n.Label(), reason)
+		}
+		layers = append(layers, lay)
+		l.layers = append(l.layers, timedLayer{name: n.Label(), key: n.Outputs[0]})
+	}
+
+	lo := o.Measure
+	lo.Runtime = copts.Runtime
+	if lo.Warn == nil {
+		lo.Warn = copts.Runtime.Warn
+	}
+	if lo.Multiple <= 0 {
+		cpu := latency.HostCPU()
+		if lo.CPU != nil {
+			cpu = *lo.CPU
+		}
+		lo.Multiple = latency.RankMultiple(cpu)
+	}
+	l.multiple = lo.Multiple
+	lo.Progress = func(i int, lt *latency.LayerTimes) {
+		how := fmt.Sprintf("measured in %.1f s", lt.Seconds)
+		switch {
+		case lt.Repeated:
+			how = "same shape as an earlier layer"
+		case lt.Cached:
+			how = "from the cache"
+		}
+		o.log("latency table of %s (%d of %d, %s): %s", lt.Layer.Name, i+1, len(layers), lt.Layer, how)
+	}
+	o.Measure = lo
+	l.opts = o
+	if l.Table, err = latency.Measure(layers, lo); err != nil {
+		return nil, fmt.Errorf("latency: %w", err)
+	}
+	for i, lt := range l.Table.Layers {
+		l.layers[i].lt = lt
+		l.byKey[l.layers[i].key] = lt
+	}
+
+	// The whole model, to time against the compressed one once written.
+	switch {
+	case inErr != nil:
+		l.note = "whole models not timed: " + inErr.Error()
+	case sample == nil:
+		l.note = fmt.Sprintf("whole models not timed: the shape of input %q is unknown without calibration data", in.Name)
+	default:
+		l.input = in.Name
+		l.dims = append([]int64{int64(batch)}, sample...)
+		p, err := latency.ModelProgram("original", m, in.Name, l.dims)
+		if err != nil {
+			return nil, err
+		}
+		l.orig = &p
+	}
+	return l, nil
+}
+
+// isLayerNode reports whether n is a Conv, Gemm or MatMul of the default domain, as package
+// rewrite lists layers.
+func isLayerNode(n *onnxio.Node) bool {
+	switch n.Op {
+	case "Conv", "Gemm", "MatMul":
+		return n.Domain == "" || n.Domain == "ai.onnx"
+	}
+	return false
+}
+
+// layerSamples returns the shape of one sample (without the batch) of the input of each node,
+// and of the model's graph input (nil when unknown): from one batch of data run through m, or
+// from the statistics res when data is nil.
+func layerSamples(m *onnxio.Model, nodes []*onnxio.Node, res *calib.Result, data Data, batch int, rt ort.RuntimeOptions) (map[string][]int, []int64, error) {
+	samples := map[string][]int{}
+	toInts := func(v []int64) []int {
+		out := make([]int, len(v))
+		for i, d := range v {
+			out[i] = int(d)
+		}
+		return out
+	}
+	in, inErr := ort.ModelInput(m)
+	if data == nil {
+		for _, n := range nodes {
+			if s, ok := res.Shapes[n.Inputs[0]]; ok {
+				samples[n.Inputs[0]] = toInts(s)
+			}
+		}
+		if inErr != nil {
+			return samples, nil, nil
+		}
+		if s, ok := res.Shapes[in.Name]; ok {
+			return samples, s, nil
+		}
+		if len(in.Dims) > 1 && !containsNonPositive(in.Dims[1:]) {
+			s := append([]int64(nil), in.Dims[1:]...)
+			samples[in.Name] = toInts(s)
+			return samples, s, nil
+		}
+		return samples, nil, nil
+	}
+	var tensors []string
+	for _, n := range nodes {
+		if t := n.Inputs[0]; !m.Graph.IsGraphInput(t) && !contains(tensors, t) {
+			tensors = append(tensors, t)
+		}
+	}
+	r, err := data()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.Close()
+	shapes := map[string][]int64{}
+	got := 0
+	_, err = ort.Infer(m, r, tensors, ort.Options{Batch: batch, MaxSamples: batch, Runtime: rt}, func(b ort.Batch) error {
+		if got == 0 {
+			got = b.N
+			for i, t := range tensors {
+				shapes[t] = b.Outputs[i].Shape
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("capture the layers' input shapes: %w", err)
+	}
+	if got == 0 {
+		return nil, nil, errors.New("no calibration samples to take the layers' shapes from")
+	}
+	var sample []int64
+	if inErr == nil {
+		for _, d := range r.Shape() {
+			sample = append(sample, int64(d))
+		}
+		samples[in.Name] = toInts(sample)
+	}
+	for _, n := range nodes {
+		t := n.Inputs[0]
+		shape, ok := shapes[t]
+		if !ok {
+			continue // a graph input: its sample shape is the data's
+		}
+		switch {
+		case len(shape) >= 2 && shape[0] == int64(got):
+			samples[t] = toInts(shape[1:])
+		case len(shape) >= 1 && n.Op != "Conv" && shape[0]%int64(got) == 0:
+			// A Gemm or MatMul whose input merges the batch with other positions.
+			samples[t] = append([]int{int(shape[0]) / got}, toInts(shape[1:])...)
+		default:
+			return nil, nil, fmt.Errorf("layer %s: input %q of shape %v does not start with the batch of %d", n.Label(), t, shape, got)
+		}
+	}
+	return samples, sample, nil
+}
+
+func containsNonPositive(v []int64) bool {
+	for _, d := range v {
+		if d <= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(v []string, s string) bool {
+	for _, x := range v {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// table returns the latency table of a plan's layer.
+func (l *Latency) table(p *rewrite.Plan) *latency.LayerTimes {
+	n := p.Node()
+	if n == nil || len(n.Outputs) == 0 {
+		panic(fmt.Sprintf("compress: layer %s has no node to time", p.Name))
+	}
+	lt := l.byKey[n.Outputs[0]]
+	if lt == nil {
+		panic(fmt.Sprintf("compress: layer %s (output %q) was not timed", p.Name, n.Outputs[0]))
+	}
+	return lt
+}
+
+// Rewrite returns opts with the layers' times as the cost: each layer keeps the fastest of its
+// factorizations, one not faster than its original (by the noise, with Gate) is skipped, and
+// with Target the ranks are allocated for time (rewrite.Options.Time, TimeNoise, TargetTime).
+func (l *Latency) Rewrite(opts rewrite.Options) rewrite.Options {
+	opts.Time = func(p *rewrite.Plan, r, k int) float64 { return l.table(p).Time(r, k) }
+	opts.TimeNoise = nil
+	if l.opts.Gate {
+		margin := l.opts.margin()
+		opts.TimeNoise = func(p *rewrite.Plan, r, k int) float64 { return math.Max(margin, l.table(p).Noise(r, k)) }
+	}
+	opts.TargetTime = l.opts.Target
+	return opts
+}
+
+// Timing is one measured median, milliseconds per run of one batch, with the relative width of
+// its 95% confidence interval and the number of timed runs.
+type Timing struct {
+	Ms    float64 `json:"ms"`
+	RelCI float64 `json:"rel_ci"`
+	Runs  int     `json:"runs"`
+}
+
+// LayerLatency is one layer's times in its table, in milliseconds per run of one batch.
+type LayerLatency struct {
+	Name    string `json:"name"`
+	Applied bool   `json:"applied"`
+	InRank  int    `json:"in_rank,omitempty"`
+	Rank    int    `json:"rank,omitempty"`
+	// OriginalMs is the original layer's time; AfterMs the factorization's at the applied
+	// ranks (the original's when skipped); Noise the relative noise of their difference.
+	OriginalMs float64 `json:"original_ms"`
+	AfterMs    float64 `json:"after_ms"`
+	Noise      float64 `json:"noise"`
+}
+
+// LatencyReport is the latency part of the report: the layers' times in their tables and the
+// whole models' measured times. Times are milliseconds per run of one batch of Batch samples.
+type LatencyReport struct {
+	Batch        int     `json:"batch"`
+	Threads      int     `json:"threads"` // onnxruntime intra-op threads (0: its choice)
+	Provider     string  `json:"provider"`
+	RankMultiple int     `json:"rank_multiple"` // the tables' rank grid
+	Target       float64 `json:"target,omitempty"`
+	Gate         bool    `json:"gate"`
+	Margin       float64 `json:"gate_margin,omitempty"`
+	// LayersBefore and LayersAfter are the compressible layers' summed times in the tables,
+	// originals and as compressed (what Target bounds).
+	LayersBefore float64 `json:"layers_before_ms"`
+	LayersAfter  float64 `json:"layers_after_ms"`
+	// OutOfReach says that Target was out of reach on this machine: the layers keep the
+	// fastest ranks the allocation found, LayersAfter / LayersBefore of their time.
+	OutOfReach bool `json:"out_of_reach,omitempty"`
+	// Original and Compressed are the whole models measured side by side (interleaved runs)
+	// after the compressed model is written; Predicted is Original less the layers' savings in
+	// the tables. Absent (with Note) when a whole model cannot be timed.
+	Original   *Timing `json:"original,omitempty"`
+	Predicted  float64 `json:"predicted_ms,omitempty"`
+	Compressed *Timing `json:"compressed,omitempty"`
+	Note       string  `json:"note,omitempty"`
+	// TablesMeasured and TablesCached count the layer tables measured by this run and those
+	// read from the cache.
+	TablesMeasured int            `json:"tables_measured"`
+	TablesCached   int            `json:"tables_cached"`
+	Layers         []LayerLatency `json:"layers"`
+}
+
+// PredictedSpeedup is the whole model's predicted speed-up (original over predicted), 0 when
+// not timed.
+func (r *LatencyReport) PredictedSpeedup() float64 {
+	if r.Original == nil || r.Predicted <= 0 {
+		return 0
+	}
+	return r.Original.Ms / r.Predicted
+}
+
+// MeasuredSpeedup is the whole model's measured speed-up, 0 when not timed.
+func (r *LatencyReport) MeasuredSpeedup() float64 {
+	if r.Original == nil || r.Compressed == nil || r.Compressed.Ms <= 0 {
+		return 0
+	}
+	return r.Original.Ms / r.Compressed.Ms
+}
+
+// Report returns the latency report of a compression: rep is its report and out the compressed
+// model, which is timed here with the original in interleaved runs.
+func (l *Latency) Report(out *onnxio.Model, rep *rewrite.Report) (*LatencyReport, error) {
+	lr := &LatencyReport{
+		Batch: l.batch, Threads: l.threads, Provider: string(l.provider), RankMultiple: l.multiple,
+		Target: l.opts.Target, Gate: l.opts.Gate, Note: l.note,
+		TablesMeasured: l.Table.Measured, TablesCached: l.Table.Cached,
+	}
+	if l.opts.Gate {
+		lr.Margin = l.opts.margin()
+	}
+	// Report rows and timed layers are both in graph order; match them by name in turn.
+	pending := map[string][]*latency.LayerTimes{}
+	for _, tl := range l.layers {
+		pending[tl.name] = append(pending[tl.name], tl.lt)
+	}
+	for _, row := range rep.Layers {
+		q := pending[row.Name]
+		if len(q) == 0 {
+			continue
+		}
+		lt := q[0]
+		pending[row.Name] = q[1:]
+		ll := LayerLatency{Name: row.Name, Applied: row.Applied, OriginalMs: lt.Time(0, 0)}
+		ll.AfterMs = ll.OriginalMs
+		if row.Applied {
+			ll.InRank, ll.Rank = row.InRank, row.Rank
+			ll.AfterMs, ll.Noise = lt.Time(row.InRank, row.Rank), lt.Noise(row.InRank, row.Rank)
+		}
+		lr.LayersBefore += ll.OriginalMs
+		lr.LayersAfter += ll.AfterMs
+		lr.Layers = append(lr.Layers, ll)
+	}
+	if lr.Target > 0 && lr.LayersAfter > lr.Target*lr.LayersBefore*(1+1e-9) {
+		lr.OutOfReach = true
+		if l.warn != nil {
+			l.warn(fmt.Sprintf("--target-latency %g is out of reach here: the layers keep %.3g of their time in the tables, the fastest the allocation found",
+				lr.Target, lr.LayersAfter/lr.LayersBefore))
+		}
+	}
+	if l.orig == nil {
+		return lr, nil
+	}
+	p, err := latency.ModelProgram("compressed", out, l.input, l.dims)
+	if err != nil {
+		return nil, err
+	}
+	l.opts.log("timing the original and the compressed model (batch %d)", l.batch)
+	pts, err := latency.MeasureTogether([]latency.Program{*l.orig, p}, l.opts.Measure)
+	if err != nil {
+		return nil, fmt.Errorf("latency: time the whole models: %w", err)
+	}
+	orig, comp := pts[0], pts[1]
+	lr.Original = &Timing{Ms: orig.Ms, RelCI: orig.RelCI, Runs: orig.Runs}
+	lr.Compressed = &Timing{Ms: comp.Ms, RelCI: comp.RelCI, Runs: comp.Runs}
+	lr.Predicted = orig.Ms - (lr.LayersBefore - lr.LayersAfter)
+	return lr, nil
+}
+
+// PrintLatency writes the latency part of the report as text: each timed layer's times, then
+// the whole models' predicted and measured times side by side.
+func PrintLatency(w io.Writer, r *LatencyReport) {
+	if r == nil {
+		return
+	}
+	threads := "onnxruntime's choice of"
+	if r.Threads > 0 {
+		threads = fmt.Sprint(r.Threads)
+	}
+	fmt.Fprintf(w, "\nlatency: ms per batch of %d, %s intra-op thread(s), provider %s; layer tables at rank multiples of %d (%d measured, %d cached)\n",
+		r.Batch, threads, r.Provider, r.RankMultiple, r.TablesMeasured, r.TablesCached)
+	fmt.Fprintf(w, "%-24s %11s %11s %7s %7s  %s\n", "layer", "original ms", "after ms", "saved", "noise", "result")
+	for _, l := range r.Layers {
+		result, noise := "skipped", "-"
+		if l.Applied {
+			result, noise = "applied", fmt.Sprintf("%.1f%%", 100*l.Noise)
+		}
+		fmt.Fprintf(w, "%-24s %11.3f %11.3f %6.1f%% %7s  %s\n", l.Name, l.OriginalMs, l.AfterMs, 100*(1-l.AfterMs/l.OriginalMs), noise, result)
+	}
+	var target string
+	switch {
+	case r.OutOfReach:
+		target = fmt.Sprintf(" (target %g: out of reach)", r.Target)
+	case r.Target > 0:
+		target = fmt.Sprintf(" (target %g)", r.Target)
+	}
+	ratio := 0.0
+	if r.LayersBefore > 0 {
+		ratio = r.LayersAfter / r.LayersBefore
+	}
+	fmt.Fprintf(w, "%-24s %11.3f %11.3f %6.1f%% %7s  %.3g of the layers' time%s\n", "layers", r.LayersBefore, r.LayersAfter, 100*(1-ratio), "", ratio, target)
+	if r.Original == nil {
+		fmt.Fprintf(w, "whole model: %s\n", r.Note)
+		return
+	}
+	fmt.Fprintf(w, "whole model: original %.3f ms (±%.1f%%); compressed predicted %.3f ms (%.2fx), measured %.3f ms (±%.1f%%, %.2fx)\n",
+		r.Original.Ms, 50*r.Original.RelCI, r.Predicted, r.PredictedSpeedup(), r.Compressed.Ms, 50*r.Compressed.RelCI, r.MeasuredSpeedup())
+}
+
+// LatencyRule describes the latency gate for the report's rule: "latency gate 0.05", "no
+// latency gate" (a latency target without the gate), or "" (no latency tables).
+func LatencyRule(o LatencyOptions) string {
+	switch {
+	case o.Gate:
+		return fmt.Sprintf("latency gate %g", o.margin())
+	case o.Target > 0:
+		return "no latency gate"
+	}
+	return ""
+}

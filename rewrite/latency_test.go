@@ -1,0 +1,216 @@
+package rewrite
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+)
+
+// fakeTimes is a latency table without onnxruntime: each layer costs a fixed overhead plus its
+// multiply-adds at ranks rounded up to multiples of 8 (as MLAS computes channels), and the
+// layers named in slow are slower factorized than whole at every rank (the 1x1 projections'
+// extra passes over memory outweigh the arithmetic saved).
+type fakeTimes struct {
+	slow map[string]bool
+}
+
+func round8(r, n int) int {
+	if r > 0 && r%8 != 0 {
+		r += 8 - r%8
+	}
+	return min(r, n)
+}
+
+func (f fakeTimes) time(p *Plan, r, k int) float64 {
+	orig := 0.05 + float64(p.cost(0, 0).MACs)*1e-7
+	if r == 0 && k == 0 {
+		return orig
+	}
+	if f.slow[p.Name] {
+		return 1.2 * orig
+	}
+	r, k = round8(r, p.in), round8(k, p.OutChannels)
+	return 0.05 + 0.02*float64(btoi(r > 0)+btoi(k > 0)) + float64(p.cost(r, k).MACs)*1e-7
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// layerTime is the time the plans keep: each applied layer at its ranks, the others whole.
+func layerTime(plans []*Plan, time func(*Plan, int, int) float64) (before, after float64) {
+	for _, p := range plans {
+		t0 := time(p, 0, 0)
+		before += t0
+		if p.Reason == "" {
+			after += time(p, p.InRank, p.Rank)
+		} else {
+			after += t0
+		}
+	}
+	return before, after
+}
+
+// TestAllocateTime: against a fake latency table, the allocation meets the time target, never
+// applies a layer whose factorization is slower than the layer (nor one within the noise
+// margin), keeps ranks on the multiple, and is maximal: raising any applied rank by a step
+// breaks the target.
+func TestAllocateTime(t *testing.T) {
+	ft := fakeTimes{slow: map[string]bool{"slow": true}}
+	for _, tc := range []struct {
+		target float64
+		noise  float64
+	}{{0.7, 0}, {0.5, 0}, {0.5, 0.05}, {0.45, 0.05}} {
+		plans := []*Plan{synthPlan("a", 16, 32, 400, 0.7), synthPlan("slow", 32, 64, 100, 0.8), synthPlan("c", 64, 64, 25, 0.9), synthPlan("d", 32, 32, 900, 0.6)}
+		opts := Options{Side: SideBoth, TargetTime: tc.target, RankMultiple: 8, Time: ft.time}
+		if tc.noise > 0 {
+			opts.TimeNoise = func(*Plan, int, int) float64 { return tc.noise }
+		}
+		if err := Allocate(plans, opts); err != nil {
+			t.Fatalf("%+v: %v", tc, err)
+		}
+		before, after := layerTime(plans, ft.time)
+		for _, p := range plans {
+			t.Logf("%+v: %s ranks %d, %d (%s) %q", tc, p.Name, p.InRank, p.Rank, p.Side, p.Reason)
+		}
+		t.Logf("%+v: %.4f of %.4f ms (%.3f)", tc, after, before, after/before)
+		if after > tc.target*before {
+			t.Errorf("%+v: layers keep %.4f of %.4f ms, over the target", tc, after, before)
+		}
+		if after < 0.8*tc.target*before {
+			t.Errorf("%+v: layers keep %.4f of %.4f ms: far under the target (refill failed?)", tc, after, before)
+		}
+		for _, p := range plans {
+			if p.Name == "slow" {
+				if p.Reason == "" {
+					t.Errorf("%+v: the slow layer was applied at ranks %d, %d", tc, p.InRank, p.Rank)
+				} else if !strings.Contains(p.Reason, "would not lower time") {
+					t.Errorf("%+v: the slow layer's reason is %q", tc, p.Reason)
+				}
+				continue
+			}
+			if p.Reason != "" {
+				continue
+			}
+			t0, t1 := ft.time(p, 0, 0), ft.time(p, p.InRank, p.Rank)
+			if t1 >= (1-tc.noise)*t0 {
+				t.Errorf("%+v: layer %s applied at %.4f ms against %.4f ms, within the noise %g", tc, p.Name, t1, t0, tc.noise)
+			}
+			for _, r := range [][2]int{{p.InRank, p.in}, {p.Rank, p.OutChannels}} {
+				if r[0] != 0 && r[0] != r[1] && r[0]%8 != 0 {
+					t.Errorf("%+v: layer %s rank %d is not a multiple of 8", tc, p.Name, r[0])
+				}
+			}
+			// Maximal: a step up on either side breaks the target.
+			for _, input := range []bool{true, false} {
+				r, k := p.InRank, p.Rank
+				if input && r > 0 && r < p.in {
+					r = min(r+8, p.in)
+				} else if !input && k > 0 && k < p.OutChannels {
+					k = min(k+8, p.OutChannels)
+				} else {
+					continue
+				}
+				if d := ft.time(p, r, k) - ft.time(p, p.InRank, p.Rank); d > 0 && after+d <= tc.target*before && ft.time(p, r, k) < (1-tc.noise)*t0 {
+					t.Errorf("%+v: layer %s could keep ranks %d, %d (+%.4f ms) within the target", tc, p.Name, r, k, d)
+				}
+			}
+		}
+	}
+}
+
+// TestAllocateTimeOutOfReach: a time target the table cannot reach is no error: the layers
+// keep the fastest ranks the allocation reaches, the slow layer stays whole, and a target
+// without times is refused.
+func TestAllocateTimeOutOfReach(t *testing.T) {
+	ft := fakeTimes{slow: map[string]bool{"slow": true}}
+	plans := []*Plan{synthPlan("a", 16, 32, 400, 0.7), synthPlan("slow", 32, 64, 100, 0.8)}
+	if err := Allocate(plans, Options{Side: SideBoth, TargetTime: 0.05, RankMultiple: 8, Time: ft.time}); err != nil {
+		t.Fatal(err)
+	}
+	a, slow := plans[0], plans[1]
+	if a.Reason != "" || slow.Reason == "" {
+		t.Errorf("applied: a %q, slow %q", a.Reason, slow.Reason)
+	}
+	// The fastest factorization of a: output rank 8 (its input has 16 channels at most).
+	fastest := math.Inf(1)
+	for _, rk := range [][2]int{{8, 0}, {16, 0}, {0, 8}, {8, 8}} {
+		fastest = math.Min(fastest, ft.time(a, rk[0], rk[1]))
+	}
+	if got := ft.time(a, a.InRank, a.Rank); got != fastest {
+		t.Errorf("a at ranks %d, %d: %.4f ms, the fastest is %.4f ms", a.InRank, a.Rank, got, fastest)
+	}
+	if err := Allocate(plans, Options{Side: SideBoth, TargetTime: 0.5}); err == nil {
+		t.Error("a time target without times was accepted")
+	}
+}
+
+// TestLatencyGate: with times, any rule keeps each layer's fastest side and skips a layer whose
+// factorization is not faster than the original by more than the noise, saying both times;
+// --rank full applies it anyway; without times, MACs decide as before.
+func TestLatencyGate(t *testing.T) {
+	// "a": ranks 20 (threshold 1e-3 of 0.7^i) on 16 -> 32 at 400 positions. Its times: original
+	// 1 ms, both sides 0.97 ms, input only 0.99 ms, output only 0.9 ms.
+	times := map[[2]int]float64{{0, 0}: 1, {16, 20}: 0.97, {16, 0}: 0.99, {0, 20}: 0.9}
+	time := func(p *Plan, r, k int) float64 {
+		v, ok := times[[2]int{r, k}]
+		if !ok {
+			panic(fmt.Sprintf("no time at %d, %d", r, k))
+		}
+		return v
+	}
+	noise := func(*Plan, int, int) float64 { return 0.05 }
+	for _, tc := range []struct {
+		name   string
+		opts   Options
+		side   Side
+		reason string
+	}{
+		{"fastest side", Options{Rule: DefaultRule, Time: time, TimeNoise: noise}, SideOutput, ""},
+		{"no noise", Options{Rule: DefaultRule, Time: time}, SideOutput, ""},
+		{"full", Options{Rule: DefaultRule, Time: time, TimeNoise: noise, Full: true}, SideBoth, ""},
+		{"macs", Options{Rule: DefaultRule}, SideOutput, ""},
+	} {
+		p := synthPlan("a", 16, 32, 400, 0.7)
+		if err := Choose([]*Plan{p}, tc.opts); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if p.Side != tc.side || p.Reason != tc.reason {
+			t.Errorf("%s: side %s, reason %q; want %s, %q", tc.name, p.Side, p.Reason, tc.side, tc.reason)
+		}
+	}
+
+	// The output side alone 3% faster: within a 5% noise margin, skipped with both times.
+	times[[2]int{0, 20}] = 0.97
+	times[[2]int{16, 20}] = 0.975
+	p := synthPlan("a", 16, 32, 400, 0.7)
+	if err := Choose([]*Plan{p}, Options{Rule: DefaultRule, Time: time, TimeNoise: noise}); err != nil {
+		t.Fatal(err)
+	}
+	want := "rank 20 of 32 is not measurably faster (1.000 ms -> 0.970 ms measured, 3.0% less, within the 5.0% noise)"
+	if p.Reason != want {
+		t.Errorf("reason %q\n  want %q", p.Reason, want)
+	}
+	// Slower whatever the side: "would not lower time", with both times.
+	times[[2]int{0, 20}], times[[2]int{16, 20}], times[[2]int{16, 0}] = 1.2, 1.3, 1.25
+	p = synthPlan("a", 16, 32, 400, 0.7)
+	if err := Choose([]*Plan{p}, Options{Rule: DefaultRule, Time: time, TimeNoise: noise}); err != nil {
+		t.Fatal(err)
+	}
+	want = "rank 20 of 32 would not lower time (1.000 ms -> 1.200 ms measured)"
+	if p.Reason != want {
+		t.Errorf("reason %q\n  want %q", p.Reason, want)
+	}
+	// --rank full applies it anyway.
+	p = synthPlan("a", 16, 32, 400, 0.7)
+	if err := Choose([]*Plan{p}, Options{Rule: DefaultRule, Time: time, TimeNoise: noise, Full: true}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Reason != "" || p.InRank != 16 || p.Rank != 32 {
+		t.Errorf("full rank: ranks %d, %d, reason %q", p.InRank, p.Rank, p.Reason)
+	}
+}
