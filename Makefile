@@ -57,3 +57,13 @@ bench-latency: demo
 
 clean:
 	rm -rf bin $(OUT)
+
+# PaddleOCR rec, cls and det (make setup fetches them) compressed by cmd/ocrbench in each
+# configuration: task metrics on rendered text, MACs, latency at batch 1 and 16 on one thread,
+# compress wall time; tables on stdout, JSON in ~/.cache/convpca/ocrbench. About 50 minutes on
+# 2 cores (sequential refits dominate); OCRBENCH_FLAGS=-quick: rec, 2 configurations, 2 minutes.
+OCRBENCH_FLAGS ?=
+
+.PHONY: bench-ocr
+bench-ocr: setup
+	$(GO) run ./cmd/ocrbench $(OCRBENCH_FLAGS)

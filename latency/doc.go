@@ -37,6 +37,10 @@
 // times overestimates the whole model (1.1x to 1.9x on MNIST at batch 64 across runs on a busy
 // 2-core machine, 1.23x on a ResNet-18), although the other operators are left out. Predict a
 // compressed model's latency as the measured original model's minus the layers' savings.
+// MeasureTogether times whole models side by side (ModelProgram), as convpca compress does to
+// set the predicted and the measured latency of a compression beside each other, and
+// LayerTimes.Noise is how precisely a candidate's saving is known: the latency gate (package
+// compress, rewrite.Options.TimeNoise) applies a factorization only where it saves more.
 //
 // Timing: all programs of a layer (in groups of at most groupSize sessions, the original in
 // every group) run in rounds, in a new random order each round, after Options.WarmUp runs each,

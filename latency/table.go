@@ -92,6 +92,57 @@ func (lt *LayerTimes) Time(r, k int) float64 {
 	return (1-fi)*(1-fj)*at(i, j) + fi*(1-fj)*at(i1, j) + (1-fi)*fj*at(i, j1) + fi*fj*at(i1, j1)
 }
 
+// Noise returns the relative noise of the difference between the time of candidate (r, k) and
+// the original's: the root sum of squares of the half widths of their medians' 95% confidence
+// intervals (RelCI / 2), the candidate's being the widest among the measured points Time
+// interpolates it from. A candidate is measurably faster than the original when its time is
+// below (1 - Noise) times the original's. Noise(0, 0) is 0.
+func (lt *LayerTimes) Noise(r, k int) float64 {
+	l := lt.Layer
+	if r < 0 || r > l.In || k < 0 || k > l.Out {
+		panic(fmt.Sprintf("latency: ranks r=%d k=%d out of range for %s", r, k, l))
+	}
+	r, k = lt.Round(r, k)
+	if r == 0 && k == 0 {
+		return 0
+	}
+	var ci float64
+	use := func(p Point) { ci = math.Max(ci, p.RelCI) }
+	near := func(pts []Point, x int, rank func(Point) int) {
+		grid := make([]int, len(pts))
+		for i, p := range pts {
+			grid[i] = rank(p)
+		}
+		i, f := bracket(grid, x)
+		use(pts[i])
+		if f > 0 {
+			use(pts[i+1])
+		}
+	}
+	switch {
+	case k == 0:
+		near(lt.Input, r, func(p Point) int { return p.R })
+	case r == 0:
+		near(lt.Output, k, func(p Point) int { return p.K })
+	default:
+		i, fi := bracket(lt.BothR, r)
+		j, fj := bracket(lt.BothK, k)
+		for _, a := range []int{i, min(i+1, len(lt.BothR)-1)}[:1+b2i(fi > 0)] {
+			for _, b := range []int{j, min(j+1, len(lt.BothK)-1)}[:1+b2i(fj > 0)] {
+				use(lt.Both[a*len(lt.BothK)+b])
+			}
+		}
+	}
+	return math.Hypot(ci/2, lt.Original.RelCI/2)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // Round returns the ranks Time looks up for r and k: each rounded up to the grid's multiple, at
 // most the channel count (0 stays 0).
 func (lt *LayerTimes) Round(r, k int) (int, int) {

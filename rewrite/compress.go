@@ -206,8 +206,8 @@ func Choose(plans []*Plan, opts Options) error {
 type Plan struct {
 	Layer                 // the report row; InRank and Rank hold the chosen ranks
 	conv                  *Conv
-	in, kk                int   // input channels, kernel elements
-	spatialIn, spatialOut int64 // positions per sample
+	in, kk                int       // input channels, kernel elements
+	spatialIn, spatialOut int64     // positions per sample
 	inPCA, outPCA         calib.PCA // inPCA.Values: the input side's output-error spectrum (inBasis)
 	inBasis               InputBasis
 	mean                  []float64 // output mean

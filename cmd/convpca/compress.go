@@ -32,14 +32,14 @@ type compressOptions struct {
 	Latency           compress.LatencyOptions // --target-latency, --latency-gate
 	// Default is set when no rank rule, budget or rank is given: compress then searches
 	// within DefaultMaxError on held-out calibration samples (see guarded).
-	Default bool
-	Search            searchOptions
-	Data              dataOptions
-	Report            string    // path of the JSON report, or ""
-	Plots             string    // folder for PNG plots, or ""
-	Overwrite         bool      // allow Out to be the input model
-	External          bool      // save with external data
-	Stderr            io.Writer // where the progress bar goes (only when it is a terminal); nil: none
+	Default   bool
+	Search    searchOptions
+	Data      dataOptions
+	Report    string    // path of the JSON report, or ""
+	Plots     string    // folder for PNG plots, or ""
+	Overwrite bool      // allow Out to be the input model
+	External  bool      // save with external data
+	Stderr    io.Writer // where the progress bar goes (only when it is a terminal); nil: none
 }
 
 func init() { commands = append(commands, compressCommand) }

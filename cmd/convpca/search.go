@@ -126,8 +126,15 @@ func samples(o compressOptions, m *onnxio.Model) (int, error) {
 // guard is the default's bound: DefaultMaxError on the calibration samples after the first
 // used ones, up to n (the held-out ones).
 func guard(o compressOptions, m *onnxio.Model, used, n int) compress.Bound {
+	steps, lowest := o.Search.Steps, o.Search.LowestMACs
+	if steps < 1 {
+		steps = 8
+	}
+	if lowest <= 0 {
+		lowest = 0.02
+	}
 	return compress.Bound{
-		MaxError: DefaultMaxError, Steps: o.Search.Steps, LowestMACs: o.Search.LowestMACs,
+		MaxError: DefaultMaxError, Steps: steps, LowestMACs: lowest,
 		Data: func() (dataset.Reader, error) {
 			r, err := o.Data.open(o.Calib, m)
 			if err != nil {
