@@ -190,19 +190,28 @@ func Eigen(c *mat.SymDense) (PCA, error) {
 	p := PCA{Values: make([]float64, d), Vectors: mat.NewDense(d, d, nil)}
 	for j, src := range order {
 		p.Values[j] = math.Max(vals[src], 0)
+		p.Vectors.SetCol(j, mat.Col(nil, src, &vecs))
+	}
+	SignFix(p.Vectors)
+	return p, nil
+}
+
+// SignFix flips the columns of v (eigenvectors or singular vectors, defined up to sign) so
+// that the entry of largest magnitude of each is positive: the same data gives the same
+// vectors, and so the same compressed model, on every run.
+func SignFix(v *mat.Dense) {
+	rows, cols := v.Dims()
+	for j := 0; j < cols; j++ {
 		big := 0
-		for i := 0; i < d; i++ {
-			if math.Abs(vecs.At(i, src)) > math.Abs(vecs.At(big, src)) {
+		for i := 0; i < rows; i++ {
+			if math.Abs(v.At(i, j)) > math.Abs(v.At(big, j)) {
 				big = i
 			}
 		}
-		sign := 1.0
-		if vecs.At(big, src) < 0 {
-			sign = -1
-		}
-		for i := 0; i < d; i++ {
-			p.Vectors.Set(i, j, sign*vecs.At(i, src))
+		if v.At(big, j) < 0 {
+			for i := 0; i < rows; i++ {
+				v.Set(i, j, -v.At(i, j))
+			}
 		}
 	}
-	return p, nil
 }

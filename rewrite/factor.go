@@ -112,24 +112,11 @@ func LinearOutputPCA(w *mat.Dense, b, mu []float64, cov *mat.SymDense) (calib.PC
 	var u mat.Dense
 	svd.UTo(&u)
 	k := len(s)
-	p := calib.PCA{Values: make([]float64, k), Vectors: mat.NewDense(out, k, nil)}
+	p := calib.PCA{Values: make([]float64, k), Vectors: mat.DenseCopyOf(u.Slice(0, out, 0, k))}
 	for j := 0; j < k; j++ {
 		p.Values[j] = s[j] * s[j]
-		// The sign convention of calib.Eigen: the largest entry of each vector positive.
-		big := 0
-		for i := 0; i < out; i++ {
-			if math.Abs(u.At(i, j)) > math.Abs(u.At(big, j)) {
-				big = i
-			}
-		}
-		sign := 1.0
-		if u.At(big, j) < 0 {
-			sign = -1
-		}
-		for i := 0; i < out; i++ {
-			p.Vectors.Set(i, j, sign*u.At(i, j))
-		}
 	}
+	calib.SignFix(p.Vectors) // the sign convention of calib.Eigen
 	mean := make([]float64, out)
 	var wm mat.VecDense
 	wm.MulVec(w, mat.NewVecDense(in, mu))

@@ -280,3 +280,60 @@ func TestOutputAwareInput(t *testing.T) {
 		}
 	}
 }
+
+// TestLinearOutputPCA: the output PCA of a dense layer taken from its input statistics equals
+// the eigendecomposition of W Σ Wᵀ computed directly (values; vectors up to sign, compared as
+// projectors), for more outputs than inputs (rank-deficient) and fewer; the mean is W μ + b.
+func TestLinearOutputPCA(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, dims := range [][2]int{{9, 4}, {3, 6}} {
+		out, in := dims[0], dims[1]
+		w := randDense(rng, out, in)
+		b, mu := randVec(rng, out), randVec(rng, in)
+		a := randDense(rng, in, in)
+		cov := mat.NewSymDense(in, nil)
+		cov.SymOuterK(1, a)
+		p, mean, err := LinearOutputPCA(w, b, mu, cov)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wc, direct mat.Dense
+		wc.Mul(w, cov)
+		direct.Mul(&wc, w.T())
+		sym := mat.NewSymDense(out, nil)
+		for i := 0; i < out; i++ {
+			for j := i; j < out; j++ {
+				sym.SetSym(i, j, direct.At(i, j))
+			}
+		}
+		ref, err := calib.Eigen(sym)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := min(out, in)
+		if len(p.Values) != k {
+			t.Fatalf("%dx%d: %d components, want %d", out, in, len(p.Values), k)
+		}
+		for i := 0; i < k; i++ {
+			if math.Abs(p.Values[i]-ref.Values[i]) > 1e-9*(1+ref.Values[0]) {
+				t.Errorf("%dx%d: value %d = %g, direct %g", out, in, i, p.Values[i], ref.Values[i])
+			}
+		}
+		for _, r := range []int{1, k} {
+			var pp, pr mat.Dense
+			v, u := p.Vectors.Slice(0, out, 0, r), ref.Vectors.Slice(0, out, 0, r)
+			pp.Mul(v, v.T())
+			pr.Mul(u, u.T())
+			if !mat.EqualApprox(&pp, &pr, 1e-8) {
+				t.Errorf("%dx%d: projector onto %d components differs from the direct one", out, in, r)
+			}
+		}
+		var wm mat.VecDense
+		wm.MulVec(w, mat.NewVecDense(in, mu))
+		for o := 0; o < out; o++ {
+			if math.Abs(mean[o]-(wm.AtVec(o)+b[o])) > 1e-12 {
+				t.Errorf("%dx%d: mean[%d] = %g, want %g", out, in, o, mean[o], wm.AtVec(o)+b[o])
+			}
+		}
+	}
+}

@@ -164,3 +164,21 @@ func TestDenseRefit(t *testing.T) {
 		t.Errorf("refit made the outputs worse: %.4g > %.4g", errs[true], errs[false])
 	}
 }
+
+// TestDenseSensitivity: --alloc sensitivity measures Gemm and MatMul layers too (it failed
+// with `not a Conv` before), meets the budget and writes a model that runs.
+func TestDenseSensitivity(t *testing.T) {
+	needRuntime(t)
+	dir := t.TempDir()
+	model, data, _ := mlpData(t, dir, 300)
+	out := filepath.Join(dir, "sensitivity.onnx")
+	rep, err := runCompress(compressOptions{Model: model, Calib: data, Out: out, Calibration: cpu,
+		Rewrite: rewrite.Options{Side: rewrite.SideBoth, TargetMACs: 0.6, Alloc: rewrite.AllocSensitivity, Rule: rewrite.DefaultRule}}, &strings.Builder{}, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Applied == 0 || float64(rep.After.MACs) > 0.6*float64(rep.Before.MACs) {
+		t.Errorf("%d applied, MACs %d -> %d; want the 0.6 budget met", rep.Applied, rep.Before.MACs, rep.After.MACs)
+	}
+	onnxCheck(t, out)
+}
