@@ -276,7 +276,7 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		if copts.Bound, err = bound(o, m); err != nil {
 			return nil, err
 		}
-	case o.guarded():
+	case o.guarded() && res.Samples > 0: // with no layer to factorize there is nothing to check
 		copts.Bound = guard(o, m, res.Samples, total)
 	}
 	var lat *compress.Latency
@@ -287,6 +287,16 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		copts.Rewrite = lat.Rewrite(copts.Rewrite)
 	}
 	result, err := compress.Run(m, res, data, copts, stdout)
+	if err != nil && copts.Bound.Active() && !o.Search.active() {
+		// The default's check runs the original model on held-out data; where that cannot
+		// run (a model onnxruntime loads only from a file, data for other inputs), compress
+		// by the fixed rule instead, and say so.
+		if o.Calibration.Runtime.Warn != nil {
+			o.Calibration.Runtime.Warn(fmt.Sprintf("the default's check on held-out samples cannot run (%v); compressing by the fixed rule %s instead", err, o.Rewrite.Rule))
+		}
+		copts.Bound = compress.Bound{}
+		result, err = compress.Run(m, res, data, copts, stdout)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -261,7 +261,7 @@ func TestImageFolderCalibration(t *testing.T) {
 		})
 	}
 	out := filepath.Join(dir, "m224_small.onnx")
-	code, stdout, stderr := cliRun(append([]string{"compress", model, "--calib", pngs, "--out", out, "--provider", "cpu", "-q"}, imagenetFlags...)...)
+	code, stdout, stderr := cliRun(append([]string{"compress", model, "--calib", pngs, "--out", out, "--provider", "cpu", "-q", "--threshold", "1e-3"}, imagenetFlags...)...)
 	if code != 0 || !strings.Contains(stdout, "(6 calibration samples)") || stderr != "" {
 		t.Errorf("compress on the folder: exit %d\n%s%s", code, stdout, stderr)
 	}
