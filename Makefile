@@ -60,8 +60,9 @@ clean:
 
 # PaddleOCR rec, cls and det (make setup fetches them) compressed by cmd/ocrbench in each
 # configuration: task metrics on rendered text, MACs, latency at batch 1 and 16 on one thread,
-# compress wall time; tables on stdout, JSON in ~/.cache/convpca/ocrbench. About 50 minutes on
-# 2 cores (sequential refits dominate); OCRBENCH_FLAGS=-quick: rec, 2 configurations, 2 minutes.
+# compress wall time; tables on stdout, JSON in ~/.cache/convpca/ocrbench. About 90 minutes on
+# 2 shared cores, the 12 --sequential --refit compressions most of it; OCRBENCH_FLAGS='-variants
+# one-shot': about 15 minutes; OCRBENCH_FLAGS=-quick: rec only, default and --target-macs 0.5.
 OCRBENCH_FLAGS ?=
 
 .PHONY: bench-ocr

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,19 +18,70 @@ import (
 	"time"
 )
 
-// buildConvpca builds ./cmd/convpca of the module ocrbench runs in into dir/convpca.
+// buildConvpca builds ./cmd/convpca of the module ocrbench runs in into dir, named after its
+// hash (convpca-<hash>: a run never replaces a binary that another run is using), and returns
+// its path.
 func buildConvpca(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "convpca")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/convpca/convpca/cmd/convpca")
+	f, err := os.CreateTemp(dir, ".convpca-")
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	f.Close()
+	defer os.Remove(tmp)
+	cmd := exec.Command("go", "build", "-o", tmp, "github.com/convpca/convpca/cmd/convpca")
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/convpca: %v\n%s", err, stderr.String())
 	}
+	sum, err := fileHash(tmp)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "convpca-"+sum)
+	if _, err := os.Stat(out); err == nil {
+		return filepath.Abs(out)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return "", err
+	}
 	return filepath.Abs(out)
+}
+
+// fileHash is the first 12 hex digits of the SHA-256 of a file.
+func fileHash(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// lockDir takes an exclusive lock on dir/.lock for the life of the process, or says that
+// another ocrbench holds it: two runs writing the same compressed models would overwrite each
+// other's files.
+func lockDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("another ocrbench is writing %s with the same convpca binary; wait for it or give another -work DIR", dir)
+	}
+	return nil // f stays open, and locked, until the process exits
 }
 
 // gitDescribe describes the working tree ocrbench runs in: commit, and -dirty with uncommitted

@@ -63,3 +63,15 @@ echo '{"total_before": {"macs": 1000}, "total_after": {"macs": 400}, "applied": 
 		}
 	}
 }
+
+func TestLockDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "runs")
+	if err := lockDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	// flock locks belong to open files: a second open in this process conflicts like another
+	// process would.
+	if err := lockDir(dir); err == nil || !strings.Contains(err.Error(), "another ocrbench") {
+		t.Errorf("second lock: %v", err)
+	}
+}

@@ -140,6 +140,9 @@ func parseFlags(args []string) (options, error) {
 			return o, err
 		}
 	}
+	if o.models, err = filepath.Abs(o.models); err != nil {
+		return o, err
+	}
 	if o.work, err = filepath.Abs(*work); err != nil {
 		return o, err
 	}
@@ -220,8 +223,17 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	res.Sets, res.SetConfig = sets, o.cfg
-	runs := filepath.Join(o.work, "runs-"+strings.TrimPrefix(filepath.Base(sets), "sets-"))
+	binHash, err := fileHash(bin)
+	if err != nil {
+		return err
+	}
+	// Compressions depend on the sets and on the binary: each pair has a folder of its own,
+	// which one run at a time writes.
+	runs := filepath.Join(o.work, "runs-"+strings.TrimPrefix(filepath.Base(sets), "sets-")+"-"+binHash)
+	if err := lockDir(runs); err != nil {
+		return err
+	}
+	res.Sets, res.SetConfig, res.Runs, res.ModelsDir = sets, o.cfg, runs, o.models
 
 	if err := ort.InitRuntime(o.ortLib); err != nil {
 		return err

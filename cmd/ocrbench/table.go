@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,9 +17,11 @@ type Results struct {
 	Started   time.Time  `json:"started"`
 	Elapsed   float64    `json:"elapsed_s"`
 	Host      Host       `json:"host"`
-	Convpca   string     `json:"convpca"` // the binary that compressed
-	Commit    string     `json:"commit"`  // git describe of the working tree (-dirty: uncommitted edits)
-	Sets      string     `json:"sets"`    // the folder of the calibration and evaluation sets
+	Convpca   string     `json:"convpca"`    // the binary that compressed
+	Commit    string     `json:"commit"`     // git describe of the working tree (-dirty: uncommitted edits)
+	ModelsDir string     `json:"models_dir"` // the folder of the original models
+	Sets      string     `json:"sets"`       // the folder of the calibration and evaluation sets
+	Runs      string     `json:"runs"`       // the folder of the compressed models, reports and logs
 	SetConfig ocr.Config `json:"set_config"`
 	Latency   LatencyOpt `json:"latency"`
 	EvalBatch int        `json:"eval_batch"`
@@ -269,10 +272,24 @@ func (res *Results) Markdown() string {
 		fmt.Fprintf(&b, "\n%s. Latency: 1-minute load average %.2f on %d CPUs while measured.\n\n", metricNote(m.Task), m.Load, res.Host.CPUs)
 	}
 	b.WriteString("Commands:\n\n```\n")
+	// Long absolute paths are written once, as shell variables.
+	vars := []struct{ name, value string }{{"CONVPCA", res.Convpca}, {"MODELS", res.ModelsDir}, {"SETS", res.Sets}, {"RUNS", res.Runs}}
+	var pairs []string
+	for _, v := range vars {
+		if v.value != "" {
+			fmt.Fprintf(&b, "%s=%s\n", v.name, shellQuote(v.value))
+			pairs = append(pairs, shellQuote(v.value)+string(filepath.Separator), "$"+v.name+string(filepath.Separator))
+		}
+	}
+	short := strings.NewReplacer(pairs...)
 	for _, m := range res.Models {
 		for _, r := range m.Rows {
 			if r.Command != "" {
-				b.WriteString(r.Command + "\n")
+				cmd := r.Command
+				if res.Convpca != "" {
+					cmd = strings.Replace(cmd, shellQuote(res.Convpca)+" ", "$CONVPCA ", 1)
+				}
+				b.WriteString(short.Replace(cmd) + "\n")
 			}
 		}
 	}

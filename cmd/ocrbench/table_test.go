@@ -174,8 +174,12 @@ func TestModelMarkdown(t *testing.T) {
 	if got := back.Models[0].Markdown(); got != want {
 		t.Errorf("after a JSON round trip:\n%s", got)
 	}
+	back.Convpca, back.ModelsDir, back.Sets, back.Runs = "/w/bin/convpca", "/m", "/w/sets-1", "/w/runs-1"
+	back.Models[0].Rows[1].Command = commandLine([]string{"/w/bin/convpca", "compress", "/m/det.onnx", "--calib", "/w/sets-1/det/calib/x.npy",
+		"--out", "/w/runs-1/det/a.onnx", "--report", "/w/runs-1/det/a.json", "--target-macs", "0.5"})
 	full := back.Markdown()
-	for _, s := range []string{"### det:", "box recall: ground-truth line boxes found", "Commands:"} {
+	for _, s := range []string{"### det:", "box recall: ground-truth line boxes found", "Commands:", "CONVPCA=/w/bin/convpca\nMODELS=/m\n",
+		"$CONVPCA compress $MODELS/det.onnx --calib $SETS/det/calib/x.npy --out $RUNS/det/a.onnx --report $RUNS/det/a.json --target-macs 0.5\n"} {
 		if !strings.Contains(full, s) {
 			t.Errorf("Results.Markdown lacks %q:\n%s", s, full)
 		}
