@@ -157,14 +157,7 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 	}
 	l.multiple = lo.Multiple
 	lo.Progress = func(i int, lt *latency.LayerTimes) {
-		how := fmt.Sprintf("measured in %.1f s", lt.Seconds)
-		switch {
-		case lt.Repeated:
-			how = "same shape as an earlier layer"
-		case lt.Cached:
-			how = "from the cache"
-		}
-		o.log("latency table of %s (%d of %d, %s): %s", lt.Layer.Name, i+1, len(layers), lt.Layer, how)
+		o.log("latency table of %s (%d of %d, %s): %s", lt.Layer.Name, i+1, len(layers), lt.Layer, lt.Origin())
 	}
 	o.Measure = lo
 	l.opts = o

@@ -84,9 +84,9 @@ func OpenWith(path string, o Options) (Reader, error) {
 		return nil, fmt.Errorf("calibration data %s: unknown format; want .npy, .npz, .pb, an MNIST idx3-ubyte file or a folder of .png/.jpg images", path)
 	}
 	name := kind + " " + path
-	r, size, closer, err := openFile(path, gz)
+	r, size, closer, err := openFile(name, path, gz)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
 	var s *stream
 	switch kind {
@@ -128,9 +128,9 @@ func OpenLabels(path string) ([]int, error) {
 		return nil, fmt.Errorf("labels %s: unknown format; want .npy or an MNIST idx1-ubyte file", path)
 	}
 	name := kind + " " + path
-	r, size, closer, err := openFile(path, gz)
+	r, size, closer, err := openFile(name, path, gz)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
 	defer closer()
 	if kind == "npy" {
@@ -213,18 +213,19 @@ func baseName(path string) (base string, gz bool) {
 	return base, false
 }
 
-// openFile opens path, through gzip when gz is set. size is the number of bytes r holds, or -1 when
-// that is unknown (gzip). closer closes everything opened.
-func openFile(path string, gz bool) (r io.Reader, size int64, closer func() error, err error) {
+// openFile opens path, through gzip when gz is set; its errors start with name (as "npy
+// data.npy"). size is the number of bytes r holds, or -1 when that is unknown (gzip). closer
+// closes everything opened.
+func openFile(name, path string, gz bool) (r io.Reader, size int64, closer func() error, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if gz {
 		z, err := gzip.NewReader(f)
 		if err != nil {
 			f.Close()
-			return nil, 0, nil, fmt.Errorf("not gzip data: %w", err)
+			return nil, 0, nil, fmt.Errorf("%s: not gzip data: %w", name, err)
 		}
 		return z, -1, func() error {
 			err := z.Close()
@@ -237,7 +238,7 @@ func openFile(path string, gz bool) (r io.Reader, size int64, closer func() erro
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, 0, nil, err
+		return nil, 0, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return bufio.NewReader(f), st.Size(), f.Close, nil
 }

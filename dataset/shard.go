@@ -21,10 +21,6 @@ func ShardRange(total, i, n int) (start, count int) {
 	return start, count
 }
 
-// Shard returns a Reader of shard i (0-based) of n contiguous slices of r's samples (see
-// ShardRange), which may be empty. It reads and discards the samples before the shard, so the
-// shards of a file may be read by separate processes. Closing the result closes r; on an
-// error r is left open.
 // Slice returns the count samples of r from sample start on (fewer when the data ends
 // first), skipping the ones before.
 func Slice(r Reader, start, count int) (Reader, error) {
@@ -34,6 +30,10 @@ func Slice(r Reader, start, count int) (Reader, error) {
 	return Limit(r, count), nil
 }
 
+// Shard returns a Reader of shard i (0-based) of n contiguous slices of r's samples (see
+// ShardRange), which may be empty. It reads and discards the samples before the shard, so the
+// shards of a file may be read by separate processes. Closing the result closes r; on an
+// error r is left open.
 func Shard(r Reader, i, n int) (Reader, error) {
 	if n < 1 || i < 0 || i >= n {
 		return nil, fmt.Errorf("shard %d/%d: want 0 <= index < count", i, n)
@@ -56,20 +56,9 @@ func skip(r Reader, n int) error {
 	}
 	size := numel(r.Shape())
 	buf := make([]float32, size*max(1, min(n, chunk/4/size)))
-	for done := 0; done < n; {
-		k, err := r.Read(buf[:size*min(n-done, len(buf)/size)])
-		done += k
-		if errors.Is(err, io.EOF) || (err == nil && k == 0) {
-			if done < n {
-				return fmt.Errorf("data ended after %d samples, before the shard's first sample %d", done, n)
-			}
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("skip to the shard: %w", err)
-		}
-	}
-	return nil
+	return discard(n, len(buf)/size, func(k int) (int, error) {
+		return r.Read(buf[:k*size])
+	})
 }
 
 // skipFields is skip for a FieldReader.
@@ -84,13 +73,21 @@ func skipFields(r FieldReader, n int) error {
 	for i, f := range fields {
 		buf[i] = make([]byte, k*f.Bytes())
 	}
-	for done := 0; done < n; {
-		m := min(n-done, k)
+	return discard(n, k, func(k int) (int, error) {
 		dst := make([][]byte, len(fields))
 		for i, f := range fields {
-			dst[i] = buf[i][:m*f.Bytes()]
+			dst[i] = buf[i][:k*f.Bytes()]
 		}
-		got, err := r.ReadFields(dst)
+		return r.ReadFields(dst)
+	})
+}
+
+// discard is the loop of skip and skipFields: it calls read, which reads and discards at most
+// k samples and returns how many it read, until n samples are gone, and says when the data
+// ends before.
+func discard(n, k int, read func(k int) (int, error)) error {
+	for done := 0; done < n; {
+		got, err := read(min(n-done, k))
 		done += got
 		if errors.Is(err, io.EOF) || (err == nil && got == 0) {
 			if done < n {

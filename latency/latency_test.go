@@ -757,3 +757,18 @@ func TestMeasureORT(t *testing.T) {
 		t.Errorf("MeasureProgram: %+v, %v", pt, err)
 	}
 }
+
+func TestLayerTimesOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		lt   LayerTimes
+		want string
+	}{
+		{LayerTimes{Seconds: 1.24}, "measured in 1.2 s"},
+		{LayerTimes{Seconds: 1.24, Cached: true}, "from the cache"},
+		{LayerTimes{Cached: true, Repeated: true}, "same shape as an earlier layer"},
+	} {
+		if got := tc.lt.Origin(); got != tc.want {
+			t.Errorf("Origin of %+v = %q, want %q", tc.lt, got, tc.want)
+		}
+	}
+}

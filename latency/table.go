@@ -160,6 +160,19 @@ func (lt *LayerTimes) Ranks() (r, k []int) {
 	return r, k
 }
 
+// Origin says where lt's times come from, for progress messages (Options.Progress): "same
+// shape as an earlier layer" when Repeated, "from the cache" when Cached, else "measured in
+// S s" with the Seconds it took.
+func (lt *LayerTimes) Origin() string {
+	switch {
+	case lt.Repeated:
+		return "same shape as an earlier layer"
+	case lt.Cached:
+		return "from the cache"
+	}
+	return fmt.Sprintf("measured in %.1f s", lt.Seconds)
+}
+
 // Best returns the fastest candidate whose ranks are at most r and k (0: that side must stay
 // untouched), among input only, output only and both at exactly those ranks, and the
 // original: the side chosen ("original", "input", "output" or "both") and its time.

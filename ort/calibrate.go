@@ -165,28 +165,39 @@ func Infer(m *onnxio.Model, r dataset.Reader, outputs []string, opts Options, fn
 	for _, d := range r.Shape() {
 		dims = append(dims, int64(d))
 	}
+	read := func(i int) (int, error) { return r.Read(buf[i*size:]) }
+	return f.batches(r, opts, read, func(first, n int) error {
+		x := buf[:n*size]
+		if i := firstNonFinite(x); i >= 0 {
+			return fmt.Errorf("data sample %d holds %v; calibration needs finite values", first+i/size, x[i])
+		}
+		dims[0] = int64(n)
+		return sess.Run(x, dims, func(outs []Output) error {
+			fed := []Fed{{Name: in.Name, Type: dataset.Float32, Shape: dims, Data: dataset.BytesOf(x)}}
+			return fn(Batch{First: first, N: n, Input: x, Inputs: fed, Outputs: outs})
+		})
+	})
+}
+
+// batches is the loop of Infer over the data of r: read reads samples into the batch from its
+// sample i on and returns how many it read, and run runs a batch of n samples whose first is
+// sample first of the data. It stops when the data ends, or before a partial batch when the
+// model's batch size is fixed, and returns the number of samples run; data of no samples is an
+// error.
+func (f *feed) batches(r dataset.Reader, opts Options, read func(i int) (int, error), run func(first, n int) error) (int, error) {
 	done := 0
 	for {
-		n, err := readFull(r, buf, size)
+		n, err := fill(f.batch, read)
 		if n == 0 && err == io.EOF {
 			break
 		}
 		if err != nil && err != io.EOF {
 			return done, fmt.Errorf("read data: %w", err)
 		}
-		if n < batch && f.fixedBatch() != "" {
+		if n < f.batch && f.fixedBatch() != "" {
 			break // a fixed batch size cannot take a partial batch
 		}
-		x := buf[:n*size]
-		if i := firstNonFinite(x); i >= 0 {
-			return done, fmt.Errorf("data sample %d holds %v; calibration needs finite values", done+i/size, x[i])
-		}
-		dims[0] = int64(n)
-		err = sess.Run(x, dims, func(outs []Output) error {
-			fed := []Fed{{Name: in.Name, Type: dataset.Float32, Shape: dims, Data: dataset.BytesOf(x)}}
-			return fn(Batch{First: done, N: n, Input: x, Inputs: fed, Outputs: outs})
-		})
-		if err != nil {
+		if err := run(done, n); err != nil {
 			return done, err
 		}
 		done += n
@@ -200,11 +211,12 @@ func Infer(m *onnxio.Model, r dataset.Reader, outputs []string, opts Options, fn
 	return done, nil
 }
 
-// readFull reads samples of the given size into buf until it is full or the data ends.
-func readFull(r dataset.Reader, buf []float32, size int) (int, error) {
+// fill reads a batch of batch samples, calling read (see batches) until the batch is full or
+// the data ends, and returns how many it read. An io.EOF after some samples is not an error.
+func fill(batch int, read func(i int) (int, error)) (int, error) {
 	total := 0
-	for total*size < len(buf) {
-		n, err := r.Read(buf[total*size:])
+	for total < batch {
+		n, err := read(total)
 		total += n
 		if err != nil {
 			if total > 0 && err == io.EOF {

@@ -3,7 +3,6 @@ package ort
 import (
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"unsafe"
 
@@ -182,67 +181,28 @@ func inferFields(sess *Session, f *feed, r dataset.Reader, opts Options, fn func
 		}
 		feeds[i] = Fed{Name: f.inputs[i].Name, Type: fd.Type, Shape: dims}
 	}
-	done := 0
-	for {
-		n, err := readFullFields(fr, bufs, f.fields, f.batch)
-		if n == 0 && err == io.EOF {
-			break
+	dst := make([][]byte, len(bufs))
+	read := func(i int) (int, error) {
+		for j, fd := range f.fields {
+			dst[j] = bufs[j][i*fd.Bytes() : f.batch*fd.Bytes()]
 		}
-		if err != nil && err != io.EOF {
-			return done, fmt.Errorf("read data: %w", err)
-		}
-		if n < f.batch && f.fixedBatch() != "" {
-			break // a fixed batch size cannot take a partial batch
-		}
+		return fr.ReadFields(dst)
+	}
+	return f.batches(r, opts, read, func(first, n int) error {
 		for i, fd := range f.fields {
 			feeds[i].Shape[0] = int64(n)
 			feeds[i].Data = bufs[i][:n*fd.Bytes()]
 			if j := dataset.FirstNonFinite(feeds[i].Data, fd.Type); j >= 0 {
-				return done, fmt.Errorf("data sample %d of input %q holds a NaN or infinite value; calibration needs finite values", done+j/max(1, fd.Bytes()/fd.Type.Size()), fd.Name)
+				return fmt.Errorf("data sample %d of input %q holds a NaN or infinite value; calibration needs finite values", first+j/max(1, fd.Bytes()/fd.Type.Size()), fd.Name)
 			}
 		}
-		b := Batch{First: done, N: n, Inputs: feeds}
+		b := Batch{First: first, N: n, Inputs: feeds}
 		if len(feeds) == 1 {
 			b.Input = feeds[0].Floats()
 		}
-		err = sess.RunFeeds(feeds, func(outs []Output) error {
+		return sess.RunFeeds(feeds, func(outs []Output) error {
 			b.Outputs = outs
 			return fn(b)
 		})
-		if err != nil {
-			return done, err
-		}
-		done += n
-		if opts.Progress != nil {
-			opts.Progress(done, r.Len())
-		}
-	}
-	if done == 0 {
-		return 0, errors.New("data holds no samples")
-	}
-	return done, nil
-}
-
-// readFullFields reads samples into bufs (batch samples of each field) until they are full or
-// the data ends.
-func readFullFields(r dataset.FieldReader, bufs [][]byte, fields []dataset.Field, batch int) (int, error) {
-	total := 0
-	dst := make([][]byte, len(bufs))
-	for total < batch {
-		for i, fd := range fields {
-			dst[i] = bufs[i][total*fd.Bytes() : batch*fd.Bytes()]
-		}
-		n, err := r.ReadFields(dst)
-		total += n
-		if err != nil {
-			if total > 0 && err == io.EOF {
-				return total, nil
-			}
-			return total, err
-		}
-		if n == 0 {
-			break
-		}
-	}
-	return total, nil
+	})
 }

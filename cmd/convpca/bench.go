@@ -807,14 +807,7 @@ func benchLayers(o benchOptions, stdout, stderr io.Writer) error {
 		Runtime: rt, Multiple: o.Multiple, Levels: o.Levels, LayerBudget: o.Budget, CacheDir: o.CacheDir, NoCache: o.NoCache,
 		Warn: rt.Warn,
 		Progress: func(i int, lt *latency.LayerTimes) {
-			how := fmt.Sprintf("measured in %.1f s", lt.Seconds)
-			switch {
-			case lt.Repeated:
-				how = "same shape as an earlier layer"
-			case lt.Cached:
-				how = "from the cache"
-			}
-			fmt.Fprintf(stderr, "convpca: bench layers: %s (%d of %d) %s\n", lt.Layer.Name, i+1, len(measured), how)
+			fmt.Fprintf(stderr, "convpca: bench layers: %s (%d of %d) %s\n", lt.Layer.Name, i+1, len(measured), lt.Origin())
 		},
 	}
 	t0 := time.Now()
