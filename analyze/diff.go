@@ -332,6 +332,12 @@ func CompareOutputs(before, after *onnxio.Model, rb, ra dataset.Reader, opts ort
 	if len(names) == 0 {
 		return 0, nil, errors.New("the models have no graph output of the same name to compare")
 	}
+	return CompareTensors(before, after, names, rb, ra, opts)
+}
+
+// CompareTensors is CompareOutputs for the named tensors, which both models must compute
+// (graph outputs or not).
+func CompareTensors(before, after *onnxio.Model, names []string, rb, ra dataset.Reader, opts ort.Options) (int, []OutputDiff, error) {
 	type batch struct {
 		first, n int
 		outs     []ort.Output
@@ -437,4 +443,41 @@ func lastAxis(shape []int64) int {
 		return 0
 	}
 	return int(shape[len(shape)-1])
+}
+
+// squashers are the operators whose output Logits looks through: each maps scores
+// monotonically to probabilities, and saturates.
+var squashers = map[string]bool{"Softmax": true, "LogSoftmax": true, "Sigmoid": true}
+
+// reshapers move or relabel values without changing them; Logits looks through them.
+var reshapers = map[string]bool{"Identity": true, "Reshape": true, "Transpose": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true}
+
+// Logits returns, for each graph output of g, the tensor to measure a compression's error on:
+// the input of the Softmax, LogSoftmax or Sigmoid the output ends with (looking through
+// Identity, Reshape, Transpose, Flatten, Squeeze and Unsqueeze), or the output itself. A
+// saturating final activation hides errors on confidently decided samples and shows them only
+// near its decision boundary, where few samples lie: measured after it, the error of a few
+// hundred samples is noise (on PaddleOCR cls, a 20-sample check read 0.004 where the 300
+// evaluation lines read 0.15), while before it every sample counts.
+func Logits(g *onnxio.Graph) []string {
+	var names []string
+	for _, out := range g.Outputs() {
+		name, t := out, out
+		for {
+			p := g.Producer(t)
+			if p == nil || len(p.Inputs) == 0 || p.Inputs[0] == "" {
+				break
+			}
+			if squashers[p.Op] && p.Domain == "" {
+				name = p.Inputs[0]
+				break
+			}
+			if !reshapers[p.Op] || p.Domain != "" {
+				break
+			}
+			t = p.Inputs[0]
+		}
+		names = append(names, name)
+	}
+	return names
 }

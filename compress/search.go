@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/convpca/convpca/analyze"
 	"github.com/convpca/convpca/onnxio"
@@ -172,7 +173,9 @@ func accuracyOf(m *onnxio.Model, data Data, labels []int, opts ort.Options) (flo
 }
 
 // RelativeError is the largest relative L2 error ‖a − b‖/‖a‖ over the graph outputs of the
-// original model a and the compressed one b on the data.
+// original model a and the compressed one b on the data, each measured before the Softmax,
+// LogSoftmax or Sigmoid it ends with (see analyze.Logits): on the scores the model decides by,
+// where every sample's error counts, not only that of the few near a decision boundary.
 func RelativeError(a, b *onnxio.Model, data Data, opts ort.Options) (float64, error) {
 	ra, err := data()
 	if err != nil {
@@ -184,7 +187,7 @@ func RelativeError(a, b *onnxio.Model, data Data, opts ort.Options) (float64, er
 		return 0, err
 	}
 	defer rb.Close()
-	_, diffs, err := compareOutputs(a, b, ra, rb, opts)
+	_, diffs, err := compareTensors(a, b, scored(a, b), ra, rb, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -197,5 +200,21 @@ func RelativeError(a, b *onnxio.Model, data Data, opts ort.Options) (float64, er
 	return worst, nil
 }
 
-// compareOutputs is analyze.CompareOutputs: the two models' outputs on the same data.
-var compareOutputs = analyze.CompareOutputs
+// scored is the tensors RelativeError compares: a's analyze.Logits, each replaced by its graph
+// output where b does not compute it under the same name.
+func scored(a, b *onnxio.Model) []string {
+	outs := a.Graph.Outputs()
+	var names []string
+	for i, t := range analyze.Logits(a.Graph) {
+		if t != outs[i] && b.Graph.Producer(t) == nil {
+			t = outs[i]
+		}
+		if !slices.Contains(names, t) {
+			names = append(names, t)
+		}
+	}
+	return names
+}
+
+// compareTensors is analyze.CompareTensors: the two models' tensors on the same data.
+var compareTensors = analyze.CompareTensors

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/convpca/convpca/analyze"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/ort"
 )
@@ -42,7 +43,7 @@ func Verify(m, out *onnxio.Model, data Data, copts ort.Options, full bool) error
 		return err
 	}
 	defer rb.Close()
-	_, diffs, err := compareOutputs(m, out, ra, rb, copts)
+	_, diffs, err := analyze.CompareOutputs(m, out, ra, rb, copts)
 	if err != nil {
 		return fmt.Errorf("verify the compressed model: %w", err)
 	}

@@ -68,7 +68,7 @@ func compressCommand() *cli.Command {
 			&cli.BoolFlag{Name: "refit", Usage: "with --sequential: refit each reduced core by least squares to reproduce the original model's outputs"},
 			&cli.Float64Flag{Name: "ridge", Value: rewrite.DefaultRidge, Usage: "relative ridge of the refit (times the mean regressor energy)"},
 			&cli.Float64Flag{Name: "max-drop", Usage: "find the smallest --target-macs whose top-1 accuracy drop on --eval-data/--eval-labels is at most `P` points"},
-			&cli.Float64Flag{Name: "max-error", Usage: "find the smallest --target-macs whose outputs on --eval-data have relative L2 error at most `E`"},
+			&cli.Float64Flag{Name: "max-error", Usage: "find the smallest --target-macs whose outputs (before a final Softmax or Sigmoid) have relative L2 error at most `E` on --eval-data, or on held-out calibration samples"},
 			&cli.StringFlag{Name: "eval-data", Usage: "evaluation inputs for --max-drop/--max-error (not the calibration data)"},
 			&cli.StringFlag{Name: "eval-labels", Usage: "evaluation labels for --max-drop"},
 			&cli.IntFlag{Name: "search-steps", Value: 8, Usage: "probes of the --max-drop/--max-error search"},
@@ -253,7 +253,7 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		return nil, err
 	}
 	total := 0
-	if o.guarded() {
+	if o.heldOut() {
 		// The default holds samples out of the statistics to check the result on (guard).
 		if total, err = samples(o, m); err != nil {
 			return nil, err
@@ -272,12 +272,14 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		data = func() (dataset.Reader, error) { return o.Data.open(o.Calib, m) }
 	}
 	switch {
+	case o.heldOut():
+		if res.Samples > 0 { // with no layer to factorize there is nothing to check
+			copts.Bound = guard(o, m, res.Samples, total)
+		}
 	case o.Search.active():
 		if copts.Bound, err = bound(o, m); err != nil {
 			return nil, err
 		}
-	case o.guarded() && res.Samples > 0: // with no layer to factorize there is nothing to check
-		copts.Bound = guard(o, m, res.Samples, total)
 	}
 	var lat *compress.Latency
 	if o.Latency.Active() {

@@ -118,6 +118,35 @@ func TestCompressCLI(t *testing.T) {
 	}
 }
 
+// TestMaxErrorHeldOut: --max-error without --eval-data calibrates on all but the held-out
+// samples (16 of 40) and checks each probe on those, as the default does.
+func TestMaxErrorHeldOut(t *testing.T) {
+	needRuntime(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "x.npy")
+	writeNpy(t, data, []int{40, 3, 9, 9}, ramp(40*3*9*9))
+	code, _, stderr := cliRun("compress", testmodels.Path("tiny/conv_pad_stride.onnx"), "--calib", data, "--out", filepath.Join(dir, "out.onnx"),
+		"--provider", "cpu", "--max-error", "0.05", "--search-steps", "3", "--report", filepath.Join(dir, "r.json"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep struct {
+		Samples int              `json:"calibration_samples"`
+		Probes  []compress.Probe `json:"probes"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "r.json")); err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if rep.Samples != 24 || len(rep.Probes) == 0 {
+		t.Errorf("calibrated on %d samples with %d probes, want 24 and some", rep.Samples, len(rep.Probes))
+	}
+	for _, p := range rep.Probes {
+		if p.Note == "" && p.OK != (p.Score <= 0.05) {
+			t.Errorf("probe %+v: within bound %v", p, p.OK)
+		}
+	}
+}
+
 // TestSearchNoneWithin: when no probe of a --max-error search stays within the bound, the
 // output is the model as it was, and the run says so.
 func TestSearchNoneWithin(t *testing.T) {

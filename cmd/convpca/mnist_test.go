@@ -60,9 +60,9 @@ func mnistCompressDefault(t *testing.T, data string, opts rewrite.Options, seque
 
 // TestMNIST: on the bundled model, calibrated on 2,000 training images and evaluated on the
 // 10,000 test images:
-//   - the default (a search within 1% relative output error on 200 held-out calibration
-//     images) cuts the MACs at least 1.5x for at most 0.1 points of top-1 accuracy (README:
-//     1.85x, no loss), and the same run gives the same bytes twice;
+//   - the default (a search within 5% relative error of the logits on 200 held-out
+//     calibration images) cuts the MACs at least 3x for at most 0.1 points of top-1 accuracy
+//     (README: 4.08x, no loss), and the same run gives the same bytes twice;
 //   - --target-macs 0.2 gives at least 5x fewer MACs for at most 0.25 points (README: 0.16);
 //   - --target-macs 0.1 --sequential --refit gives at least 10x for at most 0.15 points
 //     (README: 0.07), and every refitted layer lowered its reconstruction error.
@@ -83,7 +83,7 @@ func TestMNIST(t *testing.T) {
 		minRatio   float64
 		maxDrop    float64 // points
 	}{
-		{"default", rewrite.Options{Rule: rewrite.DefaultRule}, false, 1.5, 0.1},
+		{"default", rewrite.Options{Rule: rewrite.DefaultRule}, false, 3, 0.1},
 		{"target-0.2", rewrite.Options{Side: rewrite.SideBoth, TargetMACs: 0.2}, false, 5, 0.25},
 		{"refit-0.1", rewrite.Options{Side: rewrite.SideBoth, TargetMACs: 0.1, Refit: true}, true, 10, 0.15},
 	} {

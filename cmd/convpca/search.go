@@ -52,8 +52,10 @@ func parseSearch(c *cli.Context, o compressOptions) (searchOptions, error) {
 		if err := checkEvalCmd(s.EvalCmd); err != nil {
 			return s, err
 		}
-	case s.Data == "":
-		return s, usagef("--max-drop and --max-error need --eval-data (or, for --max-drop, --eval-cmd)")
+	case s.Data == "" && s.MaxDrop > 0:
+		return s, usagef("--max-drop needs --eval-data and --eval-labels, or --eval-cmd")
+	case s.Data == "" && o.Calib == "":
+		return s, usagef("--max-error without --eval-data checks on held-out calibration samples: give --calib")
 	case s.MaxDrop > 0 && s.Labels == "":
 		return s, usagef("--max-drop needs --eval-labels")
 	}
@@ -92,8 +94,18 @@ func bound(o compressOptions, m *onnxio.Model) (compress.Bound, error) {
 }
 
 // DefaultMaxError is the bound of the default compression: the relative L2 error of the
-// model's outputs on calibration samples held out of the statistics (see guard).
-const DefaultMaxError = 0.01
+// model's outputs, before a final Softmax, LogSoftmax or Sigmoid (compress.RelativeError), on
+// calibration samples held out of the statistics (see guard). Measured with it (README): MNIST
+// 4.08x fewer MACs at no loss of top-1, PaddleOCR det 1.53x at map agreement F1 0.988, cls
+// 1.13x at no loss, rec 1.03x at 0.12 points of characters right; at 0.1, MNIST lost 0.21
+// points and det fell to F1 0.978.
+const DefaultMaxError = 0.05
+
+// heldOut reports whether compress checks its result on calibration samples held out of the
+// statistics: in the default, and for --max-error without --eval-data.
+func (o compressOptions) heldOut() bool {
+	return o.guarded() || (o.Search.MaxError > 0 && o.Search.Data == "" && o.Calib != "")
+}
 
 // guarded reports whether compress runs its default: no rank rule, budget or search given,
 // calibration data at hand. It then searches, as --max-error does, the smallest MACs target
@@ -123,9 +135,13 @@ func samples(o compressOptions, m *onnxio.Model) (int, error) {
 	return n, nil
 }
 
-// guard is the default's bound: DefaultMaxError on the calibration samples after the first
-// used ones, up to n (the held-out ones).
+// guard is the bound checked on held-out samples: --max-error, or DefaultMaxError in the
+// default, on the calibration samples after the first used ones, up to n.
 func guard(o compressOptions, m *onnxio.Model, used, n int) compress.Bound {
+	maxErr := o.Search.MaxError
+	if maxErr <= 0 {
+		maxErr = DefaultMaxError
+	}
 	steps, lowest := o.Search.Steps, o.Search.LowestMACs
 	if steps < 1 {
 		steps = 8
@@ -134,7 +150,7 @@ func guard(o compressOptions, m *onnxio.Model, used, n int) compress.Bound {
 		lowest = 0.02
 	}
 	return compress.Bound{
-		MaxError: DefaultMaxError, Steps: steps, LowestMACs: lowest,
+		MaxError: maxErr, Steps: steps, LowestMACs: lowest,
 		Data: func() (dataset.Reader, error) {
 			r, err := o.Data.open(o.Calib, m)
 			if err != nil {
