@@ -58,11 +58,12 @@ bench-latency: demo
 clean:
 	rm -rf bin $(OUT)
 
-# PaddleOCR rec, cls and det (make setup fetches them) compressed by cmd/ocrbench in each
-# configuration: task metrics on rendered text, MACs, latency at batch 1 and 16 on one thread,
-# compress wall time; tables on stdout, JSON in ~/.cache/convpca/ocrbench. About 90 minutes on
-# 2 shared cores, the 12 --sequential --refit compressions most of it; OCRBENCH_FLAGS='-variants
-# one-shot': about 15 minutes; OCRBENCH_FLAGS=-quick: rec only, default and --target-macs 0.5.
+# PaddleOCR rec, cls and det (make setup fetches them) compressed by cmd/ocrbench: convpca's
+# default once, then --target-macs 0.7, 0.65, 0.5 and 0.33, each one-shot and with --sequential
+# --refit; task metrics on rendered text, MACs, latency at batch 1 and 16 on one thread, compress
+# wall time; tables on stdout, JSON in ~/.cache/convpca/ocrbench. About 80 minutes on 2 cores,
+# the 12 --sequential --refit compressions most of it; OCRBENCH_FLAGS='-variants one-shot':
+# about 15 minutes; OCRBENCH_FLAGS=-quick: rec only, default and --target-macs 0.5.
 OCRBENCH_FLAGS ?=
 
 .PHONY: bench-ocr

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,7 @@ var tasks = []struct{ name, file string }{
 }
 
 const (
-	defaultConfigs  = "default; --target-macs 0.7; --target-macs 0.5; --target-macs 0.33"
+	defaultConfigs  = "--target-macs 0.7; --target-macs 0.65; --target-macs 0.5; --target-macs 0.33"
 	defaultVariants = "one-shot; --sequential --refit"
 )
 
@@ -78,6 +79,7 @@ func parseFlags(args []string) (options, error) {
 	configs := fs.String("configs", defaultConfigs, "';'-separated rule flags of convpca compress, each a configuration (`LIST`; \"default\": none)")
 	variants := fs.String("variants", defaultVariants, "';'-separated flags added to every configuration, each a variant (`LIST`; \""+oneShot+"\": none)")
 	taskList := fs.String("tasks", "rec,cls,det", "models to measure, a comma-separated `LIST` of rec, cls, det")
+	defaultRow := fs.Bool("default", true, "also run convpca's default once, one-shot, first (crossing it with -variants would repeat a --sequential --refit at every probe of its search; name \"default\" in -configs to cross it)")
 	quick := fs.Bool("quick", false, "rec only, configurations default and --target-macs 0.5, one-shot (flags given explicitly win)")
 	page := fs.Int("page", 320, "detector page side in `PIXELS` (a multiple of 32)")
 	seed := fs.Uint64("seed", 1, "seed of the rendered sets")
@@ -104,7 +106,7 @@ func parseFlags(args []string) (options, error) {
 			*taskList = "rec"
 		}
 		if !set["configs"] {
-			*configs = "default; --target-macs 0.5"
+			*configs = "--target-macs 0.5"
 		}
 		if !set["variants"] {
 			*variants = oneShot
@@ -113,6 +115,9 @@ func parseFlags(args []string) (options, error) {
 	var err error
 	if o.configs, err = parseConfigs(*configs, *variants); err != nil {
 		return o, err
+	}
+	if *defaultRow && !slices.ContainsFunc(o.configs, func(c config) bool { return len(c.Flags) == 0 }) {
+		o.configs = append([]config{{Name: defaultConfig}}, o.configs...)
 	}
 	for _, t := range strings.Split(*taskList, ",") {
 		t = strings.TrimSpace(t)

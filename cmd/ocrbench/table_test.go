@@ -12,10 +12,10 @@ func TestParseConfigs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []struct{ name, slug string }{
-		{"default", "default"},
-		{"default --sequential --refit", "sequential_refit"},
 		{"--target-macs 0.7", "target-macs_0.7"},
 		{"--target-macs 0.7 --sequential --refit", "target-macs_0.7_sequential_refit"},
+		{"--target-macs 0.65", "target-macs_0.65"},
+		{"--target-macs 0.65 --sequential --refit", "target-macs_0.65_sequential_refit"},
 		{"--target-macs 0.5", "target-macs_0.5"},
 		{"--target-macs 0.5 --sequential --refit", "target-macs_0.5_sequential_refit"},
 		{"--target-macs 0.33", "target-macs_0.33"},
@@ -29,7 +29,7 @@ func TestParseConfigs(t *testing.T) {
 			t.Errorf("configuration %d: name %q slug %q, want %q %q", i, cs[i].Name, slug(cs[i]), w.name, w.slug)
 		}
 	}
-	if got := strings.Join(cs[3].Flags, " "); got != "--target-macs 0.7 --sequential --refit" {
+	if got := strings.Join(cs[1].Flags, " "); got != "--target-macs 0.7 --sequential --refit" {
 		t.Errorf("flags %q", got)
 	}
 
@@ -67,15 +67,20 @@ func TestParseFlagsQuick(t *testing.T) {
 		t.Errorf("quick: tasks %v configs %v", o.tasks, o.configs)
 	}
 	// Flags given explicitly win over -quick.
-	o, err = parseFlags([]string{"-quick", "-models", "/nowhere", "-tasks", "cls,det", "-configs", "--target-macs 0.3"})
+	o, err = parseFlags([]string{"-quick", "-models", "/nowhere", "-tasks", "cls,det", "-configs", "--target-macs 0.3", "-default=false"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(o.tasks, ",") != "cls,det" || len(o.configs) != 1 || o.configs[0].Name != "--target-macs 0.3" {
 		t.Errorf("quick with flags: tasks %v configs %v", o.tasks, o.configs)
 	}
+	// The default runs once, first, one-shot, unless -configs names it (then it is crossed).
+	o, err = parseFlags([]string{"-models", "/nowhere", "-configs", "--target-macs 0.3; default", "-variants", "one-shot; --sequential"})
+	if err != nil || len(o.configs) != 4 || o.configs[2].Name != "default" || o.configs[3].Name != "default --sequential" {
+		t.Errorf("default in -configs: %v, %v", o.configs, err)
+	}
 	o, err = parseFlags([]string{"-models", "/nowhere", "-page", "480"})
-	if err != nil || len(o.configs) != 8 || len(o.tasks) != 3 || o.cfg.PageWidth != 480 || o.cfg.RecCalib != 200 || o.cfg.DetEval != 64 {
+	if err != nil || len(o.configs) != 9 || o.configs[0].Name != "default" || len(o.tasks) != 3 || o.cfg.PageWidth != 480 || o.cfg.RecCalib != 200 || o.cfg.DetEval != 64 {
 		t.Errorf("full: %d configs, tasks %v, config %+v, %v", len(o.configs), o.tasks, o.cfg, err)
 	}
 	for _, bad := range [][]string{{"-page", "300"}, {"-tasks", "rec,ocr"}, {"-latency-batch", "1,0"}, {"-runs", "0"}, {"extra"}} {
