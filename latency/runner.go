@@ -1,15 +1,14 @@
 package latency
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/convpca/convpca/internal/filehash"
 
 	"github.com/convpca/convpca/ort"
 )
@@ -96,16 +95,10 @@ func fileHash(path string) (string, error) {
 	if h, ok := hashes.m[id]; ok {
 		return h, nil
 	}
-	f, err := os.Open(path)
+	sum, err := filehash.SHA256(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	if hashes.m == nil {
 		hashes.m = map[string]string{}
 	}

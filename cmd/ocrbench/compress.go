@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/convpca/convpca/internal/filehash"
 )
 
 // buildConvpca builds ./cmd/convpca of the module ocrbench runs in into dir, named after its
@@ -54,16 +54,11 @@ func buildConvpca(dir string) (string, error) {
 
 // fileHash is the first 12 hex digits of the SHA-256 of a file.
 func fileHash(path string) (string, error) {
-	f, err := os.Open(path)
+	sum, err := filehash.SHA256(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil))[:12], nil
+	return sum[:12], nil
 }
 
 // lockDir takes an exclusive lock on dir/.lock for the life of the process, or says that
