@@ -97,7 +97,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "ort-lib", Usage: "`PATH` of libonnxruntime.so.1"},
 			&cli.IntFlag{Name: "rank-multiple", Usage: "layers: ranks are multiples of `M` (0: the CPU's, see above)"},
 			&cli.IntFlag{Name: "levels", Usage: "layers: most ranks measured per side (0: 6; the two-sided grid takes 4)"},
-			&cli.Float64Flag{Name: "budget", Value: 3, Usage: "layers: `SECONDS` of measuring per layer, after which candidates stop once each ran 3 times"},
+			&cli.Float64Flag{Name: "budget", Value: 15, Usage: "layers: `SECONDS` of measuring per layer, after which candidates stop once each ran 3 times"},
 			&cli.StringFlag{Name: "cache", Usage: "layers: `DIR` of the latency cache"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "layers: measure every layer, read and write no cache"},
 		},
