@@ -523,6 +523,24 @@ func TestTimingStatistics(t *testing.T) {
 	}
 }
 
+// TestMedianP90: the median (mean of the middle two for an even count) and the nearest-rank
+// 90th percentile, worked by hand.
+func TestMedianP90(t *testing.T) {
+	xs := []float64{5, 1, 4, 2, 3, 10, 6, 7, 8, 9}
+	if med, p90 := Median(xs), P90(xs); med != 5.5 || p90 != 9 {
+		t.Errorf("median %v p90 %v, want 5.5 9", med, p90)
+	}
+	if med, p90 := Median([]float64{3}), P90([]float64{3}); med != 3 || p90 != 3 {
+		t.Errorf("one value: %v %v", med, p90)
+	}
+	if !math.IsNaN(Median(nil)) || !math.IsNaN(P90(nil)) {
+		t.Error("no values: want NaN")
+	}
+	if xs[0] != 5 {
+		t.Error("Median sorted its argument")
+	}
+}
+
 // TestRelCI: the distribution-free interval of the median.
 func TestRelCI(t *testing.T) {
 	if !math.IsInf(relCI([]float64{1, 2}, 0.5), 1) {

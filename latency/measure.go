@@ -247,17 +247,17 @@ func (m *meter) rounds(ref *track, cands []Program, deadline time.Time) (Point, 
 			pts[g+i] = t.point()
 		}
 	}
-	all := median(ref.ms)
+	all := Median(ref.ms)
 	for i := range pts {
 		if len(refGroups) > 1 {
-			pts[i].Ms *= all / median(refGroups[i/(groupSize-1)])
+			pts[i].Ms *= all / Median(refGroups[i/(groupSize-1)])
 		}
 	}
 	return ref.point(), pts, nil
 }
 
 func (t *track) point() Point {
-	return Point{Ms: median(t.ms), RelCI: relCI(t.ms, 0.5), Runs: len(t.ms)}
+	return Point{Ms: Median(t.ms), RelCI: relCI(t.ms, 0.5), Runs: len(t.ms)}
 }
 
 // group runs one group of candidates (progs, opened into tracks) beside ref; first is the
@@ -330,7 +330,20 @@ func quantile(xs []float64, q float64) float64 {
 	return s[i] + (h-float64(i))*(s[i+1]-s[i])
 }
 
-func median(xs []float64) float64 { return quantile(xs, 0.5) }
+// Median returns the median of xs (not modified): the middle value, or the mean of the two
+// middle ones; NaN when xs is empty.
+func Median(xs []float64) float64 { return quantile(xs, 0.5) }
+
+// P90 returns the 90th percentile of xs (not modified) by nearest rank: the smallest value
+// that at least 90% of xs do not exceed; NaN when xs is empty.
+func P90(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[int(math.Ceil(0.9*float64(len(s))))-1]
+}
 
 // relCI is the width of the distribution-free 95% confidence interval of the q-quantile of xs
 // (between the order statistics of ranks n·q ∓ 1.96·√(n·q·(1-q)), 1-based, the upper one plus

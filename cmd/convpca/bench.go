@@ -295,15 +295,6 @@ func (o benchOptions) calibOptions(batch int) ort.Options {
 	return ort.Options{Batch: batch, Runtime: ort.RuntimeOptions{Library: o.ORTLib, Provider: o.Provider, Threads: o.Threads}}
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func threadsText(n int) string {
 	if n == 0 {
 		return "default"
@@ -392,9 +383,9 @@ func benchOverhead(o benchOptions, stdout, stderr io.Writer) error {
 				host, hostRatios = append(host, th), append(hostRatios, th/ti)
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %.2f | %.2f | %.2fx |", bm.name, n, batch, threadsText(o.Threads), o.Provider, median(inf), median(cal), median(ratios))
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %.2f | %.2f | %.2fx |", bm.name, n, batch, threadsText(o.Threads), o.Provider, latency.Median(inf), latency.Median(cal), latency.Median(ratios))
 		if o.Host {
-			fmt.Fprintf(&b, " %.2f | %.2fx |", median(host), median(hostRatios))
+			fmt.Fprintf(&b, " %.2f | %.2fx |", latency.Median(host), latency.Median(hostRatios))
 		}
 		b.WriteString("\n")
 	}
@@ -534,7 +525,7 @@ func benchMemory(o benchOptions, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintf(&b, "| %s | %d | %d |", bm.name, p.n, p.batch)
 			for _, v := range peaks {
-				fmt.Fprintf(&b, " %.0f |", median(v))
+				fmt.Fprintf(&b, " %.0f |", latency.Median(v))
 			}
 			b.WriteString("\n")
 		}
@@ -585,7 +576,7 @@ func benchProcess(o benchOptions, stdout, stderr io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "| process (%s, %d samples, batch %d, threads %s, %s) | wall s | vs inference |\n|---|--:|--:|\n", filepath.Base(path), n, batch, threadsText(o.Threads), o.Provider)
 	for i, r := range runs {
-		fmt.Fprintf(&b, "| convpca %s | %.2f | %.2fx |\n", r.name, median(times[i]), median(times[i])/median(times[0]))
+		fmt.Fprintf(&b, "| convpca %s | %.2f | %.2fx |\n", r.name, latency.Median(times[i]), latency.Median(times[i])/latency.Median(times[0]))
 	}
 	fmt.Fprintf(&b, "\nMedians of %d runs, process start included.\n", o.Repeat)
 	_, err = io.WriteString(stdout, b.String())
@@ -655,8 +646,7 @@ func benchLatency(o benchOptions, stdout io.Writer) error {
 					ms = append(ms, float64(time.Since(t0).Microseconds())/1000)
 				}
 			}
-			slices.Sort(ms)
-			r := row{model: path, batch: bs, median: median(ms), p90: ms[int(math.Ceil(0.9*float64(len(ms))))-1]}
+			r := row{model: path, batch: bs, median: latency.Median(ms), p90: latency.P90(ms)}
 			if _, ok := base[bs]; !ok {
 				base[bs] = r.median
 			}
@@ -897,7 +887,7 @@ func benchLayers(o benchOptions, stdout, stderr io.Writer) error {
 	if len(gridErr) > 0 {
 		fmt.Fprintf(&b, "\nChains (down, core, up in one model) measured at these ranks: the grid's interpolation is off by %.1f%% (median\n"+
 			"of |error|), the sum of the three nodes timed as separate models by %.1f%% (median signed error %+.1f%%).\n",
-			100*median(gridErr), 100*median(sumErr), 100*median(sumBias))
+			100*latency.Median(gridErr), 100*latency.Median(sumErr), 100*latency.Median(sumBias))
 	}
 	b.WriteString("\n| whole model | ms |\n|---|--:|\n")
 	fmt.Fprintf(&b, "| sum of the %d layers' original times (predicted) | %.3f |\n", len(tab.Layers), sum)

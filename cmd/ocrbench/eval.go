@@ -2,9 +2,9 @@ package main
 
 import (
 	"fmt"
-	"math"
-	"slices"
 	"time"
+
+	"github.com/convpca/convpca/latency"
 
 	"github.com/convpca/convpca/ocr"
 	"github.com/convpca/convpca/onnxio"
@@ -252,7 +252,7 @@ func latencies(paths []string, x []float32, shape []int, batches []int, warmup, 
 			if !live(i) || len(ms[i]) == 0 {
 				continue
 			}
-			med, p90 := quantiles(ms[i])
+			med, p90 := latency.Median(ms[i]), latency.P90(ms[i])
 			if i == 0 {
 				base = med
 			}
@@ -267,16 +267,4 @@ func latencies(paths []string, x []float32, shape []int, batches []int, warmup, 
 		delete(lat, p)
 	}
 	return lat, errs
-}
-
-// quantiles returns the median and the 90th percentile (nearest rank) of ms.
-func quantiles(ms []float64) (float64, float64) {
-	s := slices.Clone(ms)
-	slices.Sort(s)
-	n := len(s)
-	med := s[n/2]
-	if n%2 == 0 {
-		med = (s[n/2-1] + s[n/2]) / 2
-	}
-	return med, s[int(math.Ceil(0.9*float64(n)))-1]
 }

@@ -134,16 +134,6 @@ func TestShellQuote(t *testing.T) {
 	}
 }
 
-func TestQuantiles(t *testing.T) {
-	med, p90 := quantiles([]float64{5, 1, 4, 2, 3, 10, 6, 7, 8, 9})
-	if med != 5.5 || p90 != 9 {
-		t.Errorf("median %v p90 %v, want 5.5 9", med, p90)
-	}
-	if med, p90 := quantiles([]float64{3}); med != 3 || p90 != 3 {
-		t.Errorf("one value: %v %v", med, p90)
-	}
-}
-
 func TestModelMarkdown(t *testing.T) {
 	m := Model{Task: "det", Metrics: []string{"pixel F1 vs original", "box recall"}, Rows: []Row{
 		{Config: "original", Metrics: []float64{1, 0.98}, Latency: []Latency{{Batch: 1, MedianMS: 28.5, SpeedUp: 1}, {Batch: 16, MedianMS: 401.25, SpeedUp: 1}}},
