@@ -75,18 +75,27 @@ func (p *Plan) SetSensitivity(input bool, ranks []int, loss []float64) {
 // measure one cut's sensitivity.
 func (p *Plan) Truncated(m *onnxio.Model, r, k int) (*onnxio.Model, error) {
 	mm := m.Clone()
-	n := findNode(mm.Graph, p.conv.Node)
-	if n == nil {
-		return nil, fmt.Errorf("conv %q: not in the model", p.Name)
-	}
-	conv, reason := MatchLayer(mm.Graph, n)
-	if conv == nil {
-		return nil, fmt.Errorf("conv %q: %s", p.Name, reason)
+	conv, err := p.layerIn(mm.Graph)
+	if err != nil {
+		return nil, err
 	}
 	trial := *p
 	trial.conv, trial.InRank, trial.Rank = conv, r, k
 	Replace(mm.Graph, conv, trial.factors())
 	return mm, nil
+}
+
+// layerIn matches the plan's layer in g, a clone of the graph the plan was made for.
+func (p *Plan) layerIn(g *onnxio.Graph) (*Conv, error) {
+	n := findNode(g, p.conv.Node)
+	if n == nil {
+		return nil, fmt.Errorf("conv %q: not in the model", p.Name)
+	}
+	c, reason := MatchLayer(g, n)
+	if c == nil {
+		return nil, fmt.Errorf("conv %q: %s", p.Name, reason)
+	}
+	return c, nil
 }
 
 // findNode returns the node of g at the same place as n in the graph it was cloned from (same
@@ -109,13 +118,9 @@ func Rebind(plans []*Plan, m *onnxio.Model) ([]*Plan, error) {
 	for i, p := range plans {
 		q := *p
 		if p.conv != nil {
-			n := findNode(m.Graph, p.conv.Node)
-			if n == nil {
-				return nil, fmt.Errorf("conv %q: not in the model", p.Name)
-			}
-			c, reason := MatchLayer(m.Graph, n)
-			if c == nil {
-				return nil, fmt.Errorf("conv %q: %s", p.Name, reason)
+			c, err := p.layerIn(m.Graph)
+			if err != nil {
+				return nil, err
 			}
 			q.conv = c
 		}
