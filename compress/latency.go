@@ -317,8 +317,10 @@ func (l *Latency) table(p *rewrite.Plan) *latency.LayerTimes {
 // Rewrite returns opts with the layers' times as the cost: each layer keeps the fastest of its
 // factorizations, one not faster than its original (by the noise, with Gate) is skipped, and
 // with Target the ranks are allocated for time (rewrite.Options.Time, TimeNoise, TargetTime).
+// The ranks below the tables' multiple that they measured are allowed too (SmallRanks).
 func (l *Latency) Rewrite(opts rewrite.Options) rewrite.Options {
 	opts.Time = func(p *rewrite.Plan, r, k int) float64 { return l.table(p).Time(r, k) }
+	opts.SmallRanks = latency.SmallRanks(l.multiple)
 	opts.TimeNoise = nil
 	if l.opts.Gate {
 		margin := l.opts.margin()

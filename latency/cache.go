@@ -45,15 +45,18 @@ type cacheKey struct {
 	Threads    int    `json:"threads"`
 	CPU        string `json:"cpu"`
 	Multiple   int    `json:"multiple"`
+	Small      []int  `json:"small,omitempty"`
 	Levels     int    `json:"levels"`
 	BothLevels int    `json:"both_levels"`
 	Checks     int    `json:"checks"`
+	Settle     int    `json:"settle,omitempty"`
 }
 
 func (o Options) key(l Layer, runtime string) cacheKey {
 	return cacheKey{
 		Format: cacheFormat, Layer: l.canonical(), Runtime: runtime, Threads: o.Runtime.Threads,
-		CPU: o.CPU.String(), Multiple: o.Multiple, Levels: o.Levels, BothLevels: o.BothLevels, Checks: o.Checks,
+		CPU: o.CPU.String(), Multiple: o.Multiple, Small: SmallRanks(o.Multiple), Levels: o.Levels, BothLevels: o.BothLevels, Checks: o.Checks,
+		Settle: o.Settle,
 	}
 }
 
@@ -135,8 +138,8 @@ func (e cacheEntry) check(key cacheKey) error {
 	if got, _ := json.Marshal(lt.Layer.canonical()); !bytes.Equal(got, mustJSON(key.Layer)) {
 		return errors.New("times of another layer")
 	}
-	if lt.Multiple != key.Multiple {
-		return fmt.Errorf("grid multiple %d, want %d", lt.Multiple, key.Multiple)
+	if lt.Multiple != key.Multiple || !slices.Equal(lt.Small, key.Small) {
+		return fmt.Errorf("grid multiple %d and small ranks %v, want %d and %v", lt.Multiple, lt.Small, key.Multiple, key.Small)
 	}
 	ok := func(p Point) bool { return p.Ms > 0 && !math.IsInf(p.Ms, 0) && !math.IsNaN(p.Ms) }
 	if !ok(lt.Original) || lt.Original.R != 0 || lt.Original.K != 0 {

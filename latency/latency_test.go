@@ -131,6 +131,50 @@ func TestGridRanks(t *testing.T) {
 	}
 }
 
+// TestSmallRanks: below the multiple, m/4 and m/2 are measured and looked up; times there are
+// never interpolated across the multiple (they need not be monotone).
+func TestSmallRanks(t *testing.T) {
+	for _, tc := range []struct {
+		m    int
+		want []int
+	}{{1, nil}, {2, []int{1}}, {4, []int{1, 2}}, {8, []int{2, 4}}, {16, []int{4, 8}}} {
+		if got := SmallRanks(tc.m); !slices.Equal(got, tc.want) {
+			t.Errorf("SmallRanks(%d) = %v, want %v", tc.m, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		n, m, levels int
+		want         []int
+	}{
+		{64, 16, 4, []int{4, 8, 16, 32, 48, 64}},
+		{10, 16, 6, []int{4, 8, 10}},
+		{6, 16, 6, []int{4, 6}},
+		{4, 16, 6, []int{4}},
+		{3, 16, 6, []int{3}},
+		{512, 16, 2, []int{4, 8, 16, 512}},
+		{100, 1, 3, []int{1, 10, 100}},
+	} {
+		if got := ladderRanks(tc.n, tc.m, tc.levels); !slices.Equal(got, tc.want) {
+			t.Errorf("ladderRanks(%d, %d, %d) = %v, want %v", tc.n, tc.m, tc.levels, got, tc.want)
+		}
+	}
+	// Times below the multiple as measured on MNIST's /2/Conv: 4 faster than 16, 8 slower.
+	l := Layer{Op: "Conv", In: 32, Out: 32, Kernel: []int{3, 3}, Input: []int{32, 26, 26}, Batch: 64}
+	lt := &LayerTimes{Layer: l, Multiple: 16, Small: []int{4, 8}, Original: Point{Ms: 3.9},
+		Input: []Point{{R: 4, Ms: 1.6}, {R: 8, Ms: 2.0}, {R: 16, Ms: 1.9}, {R: 32, Ms: 4.5}}}
+	for _, tc := range []struct {
+		r    int
+		want float64
+	}{{1, 1.6}, {4, 1.6}, {5, 2.0}, {8, 2.0}, {9, 1.9}, {16, 1.9}, {17, 4.5}, {32, 4.5}} {
+		if got := lt.Time(tc.r, 0); got != tc.want {
+			t.Errorf("Time(%d, 0) = %g, want %g", tc.r, got, tc.want)
+		}
+	}
+	if r, k := lt.Round(3, 9); r != 4 || k != 16 {
+		t.Errorf("Round(3, 9) = %d, %d, want 4, 16", r, k)
+	}
+}
+
 // TestTimeInterpolation: Time returns measured points exactly, interpolates linearly (one
 // side) and bilinearly (both), rounds ranks up to the multiple, and panics out of range.
 func TestTimeInterpolation(t *testing.T) {
@@ -515,8 +559,8 @@ func TestTimingStatistics(t *testing.T) {
 			t.Errorf("budget: (%d, %d) ran %d times, want at least %d", p.R, p.K, p.Runs, hardMinRuns)
 		}
 	}
-	if len(lt.BothR) > 2 || len(lt.Input) > 2 {
-		t.Errorf("budget: grid %v x %v, input %d ranks: want it shrunk to 2 per side", lt.BothR, lt.BothK, len(lt.Input))
+	if small := len(lt.Small); len(lt.BothR) > small+2 || len(lt.Input) > small+2 {
+		t.Errorf("budget: grid %v x %v, input %d ranks: want it shrunk to the small ranks %v and 2 per side", lt.BothR, lt.BothK, len(lt.Input), lt.Small)
 	}
 	if r.took > 2*time.Second {
 		t.Errorf("budget of 50 ms took %v", r.took)
@@ -753,7 +797,8 @@ func TestMeasureORT(t *testing.T) {
 		t.Fatal(err)
 	}
 	lt := tab.Layers[0]
-	if lt.Original.Ms <= 0 || len(lt.Input) != 2 || len(lt.Output) != 4 || len(lt.Both) != len(lt.BothR)*len(lt.BothK) {
+	// Multiple 8: small ranks 2 and 4, then 8 and 16 in, 8, 16, 24 and 32 out.
+	if lt.Original.Ms <= 0 || len(lt.Input) != 4 || len(lt.Output) != 6 || len(lt.Both) != len(lt.BothR)*len(lt.BothK) {
 		t.Fatalf("table %+v", lt)
 	}
 	for r := 0; r <= l.In; r += 4 {
@@ -787,6 +832,64 @@ func TestLayerTimesOrigin(t *testing.T) {
 	} {
 		if got := tc.lt.Origin(); got != tc.want {
 			t.Errorf("Origin of %+v = %q, want %q", tc.lt, got, tc.want)
+		}
+	}
+}
+
+// coldRunner times a run at 2 ms when the run before it was another program's (cold caches)
+// and at 1 ms when it was the same program's.
+type coldRunner struct {
+	last string
+	runs int
+}
+
+func (c *coldRunner) Identity() (string, error)     { return "cold", nil }
+func (c *coldRunner) Open(p Program) (Timer, error) { return &coldTimer{c: c, name: p.Name}, nil }
+
+type coldTimer struct {
+	c    *coldRunner
+	name string
+}
+
+func (t *coldTimer) Run() (time.Duration, error) {
+	t.c.runs++
+	ms := 2.0
+	if t.c.last == t.name {
+		ms = 1
+	}
+	t.c.last = t.name
+	return time.Duration(ms * 1e6), nil
+}
+
+func (t *coldTimer) Close() error { return nil }
+
+// TestSettle: each timed run follows Options.Settle untimed runs of the same program, so that
+// programs timed side by side are timed with their own caches warm; Settle < 0 times them cold.
+func TestSettle(t *testing.T) {
+	progs := []Program{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	for _, tc := range []struct {
+		settle int
+		want   float64
+	}{{0, 1}, {2, 1}, {-1, 2}} { // -1: cold, unless a program's last run of one round happens to precede its first of the next
+		c := &coldRunner{}
+		pts, err := MeasureTogether(progs, Options{Runner: c, CPU: &fakeCPU, Settle: tc.settle, MinRuns: 5, MaxRuns: 5, NoCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		settle := max(tc.settle, 0)
+		if tc.settle == 0 {
+			settle = 1
+		}
+		timed := 0
+		for _, p := range pts {
+			timed += p.Runs
+			if tc.settle >= 0 && p.Ms != tc.want || tc.settle < 0 && p.Ms <= 1 {
+				t.Errorf("settle %d: %+v, want %g ms", tc.settle, p, tc.want)
+			}
+		}
+		// Untimed: the reference's warm-up and settling runs too (it runs in every round).
+		if min := timed * (1 + settle); c.runs < min {
+			t.Errorf("settle %d: %d runs for %d timed, want at least %d", tc.settle, c.runs, timed, min)
 		}
 	}
 }

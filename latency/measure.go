@@ -19,7 +19,8 @@ type Options struct {
 	Runner Runner
 	// CPU is the processor for the cache key and the default Multiple; nil means HostCPU().
 	CPU *CPU
-	// Multiple is the rank grid's step; 0 means RankMultiple(CPU).
+	// Multiple is the rank grid's step; 0 means RankMultiple(CPU). The small ranks below it
+	// (SmallRanks(Multiple)) are measured too, outside Levels.
 	Multiple int
 	// Levels is the most ranks measured per side for one-sided candidates (0: 6), BothLevels
 	// per side of the two-sided grid (0: 4). Both shrink (to 2) where a layer's measurement would
@@ -32,6 +33,9 @@ type Options struct {
 	// of each come before the confidence interval may stop them, and MaxRuns (0: 200) stop
 	// them anyway.
 	WarmUp, MinRuns, MaxRuns int
+	// Settle is the number of untimed runs of a program right before each of its timed runs
+	// (0: 1; negative: none).
+	Settle int
 	// RelTol is the width of a median's 95% confidence interval, relative to the median, at
 	// which a program stops running (0: 0.05).
 	RelTol float64
@@ -77,6 +81,12 @@ func (o Options) withDefaults() Options {
 	def(&o.WarmUp, 2)
 	def(&o.MinRuns, 5)
 	def(&o.MaxRuns, 200)
+	switch {
+	case o.Settle == 0:
+		o.Settle = 1
+	case o.Settle < 0:
+		o.Settle = 0
+	}
 	o.MinRuns = max(o.MinRuns, hardMinRuns)
 	o.MaxRuns = max(o.MaxRuns, o.MinRuns)
 	o.Levels, o.BothLevels = max(o.Levels, 2), max(o.BothLevels, 2)
@@ -295,6 +305,11 @@ func (m *meter) group(ref *track, progs []Program, tracks []*track, first, total
 		}
 		m.rng.Shuffle(len(active), func(i, j int) { active[i], active[j] = active[j], active[i] })
 		for _, t := range active {
+			for range m.o.Settle {
+				if _, err := m.run(t); err != nil {
+					return err
+				}
+			}
 			ms, err := m.run(t)
 			if err != nil {
 				return err
@@ -417,7 +432,7 @@ func (m *meter) measureLayer(l Layer) (*LayerTimes, error) {
 		pt.R, pt.K = s.R, s.K
 		at[s] = pt
 	}
-	lt := &LayerTimes{Layer: l, Multiple: o.Multiple, Original: refPt, BothR: p.bothR, BothK: p.bothK}
+	lt := &LayerTimes{Layer: l, Multiple: o.Multiple, Small: SmallRanks(o.Multiple), Original: refPt, BothR: p.bothR, BothK: p.bothK}
 	lt.Layer.Batch = l.batch()
 	for _, r := range p.inR {
 		lt.Input = append(lt.Input, at[spec{chain, r, 0}])
@@ -449,8 +464,8 @@ type plan struct {
 
 func newPlan(l Layer, mult, levels, bothLevels, checks int) plan {
 	p := plan{
-		inR: gridRanks(l.In, mult, levels), outK: gridRanks(l.Out, mult, levels),
-		bothR: gridRanks(l.In, mult, bothLevels), bothK: gridRanks(l.Out, mult, bothLevels),
+		inR: ladderRanks(l.In, mult, levels), outK: ladderRanks(l.Out, mult, levels),
+		bothR: ladderRanks(l.In, mult, bothLevels), bothK: ladderRanks(l.Out, mult, bothLevels),
 	}
 	seen := map[spec]bool{{}: true}
 	add := func(s spec) {

@@ -13,7 +13,8 @@ import (
 // the discarded output-error spectrum of OutputAwareInput), one unit for both sides, or with
 // opts.Alloc = AllocSensitivity as the measured squared relative error of the model's outputs
 // (see compress.Sensitivity). Greedy: starting from full ranks, it
-// repeatedly lowers by one step (opts.RankMultiple, default 1) the rank whose step discards
+// repeatedly lowers by one step (to the next multiple of opts.RankMultiple, default 1, or of
+// opts.SmallRanks below it) the rank whose step discards
 // the least loss per MAC saved, until the MACs of the model, each layer costing the least of
 // its factorizations and its original, fit the target. Fixed ranks (opts.Ranks) are kept.
 //
@@ -38,7 +39,7 @@ func Allocate(plans []*Plan, opts Options) error {
 		return fmt.Errorf("target %s fraction %v is not in (0, 1]", what, target)
 	}
 	side := opts.side()
-	step := max(opts.RankMultiple, 1)
+	steps := opts.ladder()
 	// cost is what the target budgets: a layer's MACs, or its time.
 	cost := func(p *Plan, r, k int) float64 {
 		if timed {
@@ -117,20 +118,9 @@ func Allocate(plans []*Plan, opts Options) error {
 		}
 		return t
 	}
-	// Ranks move in steps between multiples of step; only full rank may be another number.
-	lower := func(rank int) int {
-		next := rank - step
-		if rank%step != 0 {
-			next = rank - rank%step
-		}
-		if next < 1 {
-			return rank // at the smallest multiple already
-		}
-		return next
-	}
-	higher := func(rank, full int) int {
-		return min(rank-rank%step+step, full)
-	}
+	// Ranks move along the ladder (multiples and small ranks); only full rank may be another number.
+	lower := steps.lower
+	higher := steps.higher
 	// move returns the loss added (negative: removed) and the factorized cost (MACs or time)
 	// saved (negative: added) by moving one side of a layer from rank from to rank to.
 	move := func(st *state, input bool, from, to int) (loss float64, saved float64) {
@@ -198,7 +188,7 @@ func Allocate(plans []*Plan, opts Options) error {
 		}
 		if best == nil {
 			hint := ""
-			if step > 1 {
+			if steps.m > 1 {
 				hint = " (a smaller --rank-multiple allows lower ranks)"
 			}
 			return fmt.Errorf("%w: cannot reach %.3g of the original %s: every rank is at its minimum%s", ErrUnreachable, target, what, hint)

@@ -59,6 +59,12 @@ type Options struct {
 	Ridge float64
 	// RankMultiple rounds chosen ranks up to multiples of it (as hardware prefers); 0 or 1: none.
 	RankMultiple int
+	// SmallRanks are ranks below RankMultiple that are allowed too (others below it round up to
+	// the next of them, or to RankMultiple). onnxruntime's CPU provider runs a Conv whose input
+	// is narrower than one block of its channel layout on another kernel, whose time falls with
+	// the input's width: below one block, fewer channels can be faster again (see
+	// latency.SmallRanks).
+	SmallRanks []int
 	// Time, when not nil, makes measured time the cost of a layer instead of its MACs: the time
 	// in milliseconds of plan p's layer factorized with input rank r and output rank k (0: side
 	// untouched; both 0: the original layer), as package latency measures it. Each layer then
@@ -412,7 +418,7 @@ func analyzeOne(g *onnxio.Graph, n *onnxio.Node, res *calib.Result, side Side, f
 }
 
 // chooseRanks sets each plan's ranks from a fixed rank, --rank full or the rule, rounded up to
-// opts.RankMultiple, then settles its side (see settle).
+// the ranks opts allow, then settles its side (see settle).
 func chooseRanks(plans []*Plan, opts Options) error {
 	side := opts.side()
 	for _, p := range plans {
@@ -593,7 +599,8 @@ func spatialOf(res *calib.Result, tensor string, last bool) (channels int, posit
 }
 
 // chooseRank applies a fixed rank, --rank full or the rule to a side with the eigenvalues
-// vals, rounding up to a multiple of opts.RankMultiple.
+// vals, rounding up to the ranks opts allow (a multiple of opts.RankMultiple, or one of
+// opts.SmallRanks).
 func chooseRank(vals []float64, opts Options, fixed int, hasFixed bool) (int, error) {
 	n := len(vals)
 	switch {
@@ -605,15 +612,7 @@ func chooseRank(vals []float64, opts Options, fixed int, hasFixed bool) (int, er
 	case opts.Full:
 		return n, nil
 	}
-	return roundRank(opts.Rule.Rank(vals), opts.RankMultiple, n), nil
-}
-
-// roundRank rounds k up to a multiple of m (m <= 1: unchanged), at most n.
-func roundRank(k, m, n int) int {
-	if m > 1 && k%m != 0 {
-		k += m - k%m
-	}
-	return min(k, n)
+	return opts.ladder().up(opts.Rule.Rank(vals), n), nil
 }
 
 func rankText(l Layer) string {
