@@ -45,6 +45,9 @@ type LatencyOptions struct {
 	// Log, when not nil, receives one line per layer measured or read from the cache, and per
 	// whole-model measurement.
 	Log func(msg string)
+	// Given, when not nil, is the model as the user gave it, before rewrite.Simplify changed
+	// the model compressed: it is timed beside the others, and speed-ups are over it.
+	Given *onnxio.Model
 }
 
 // Active reports whether the options ask for latency tables.
@@ -75,6 +78,7 @@ type Latency struct {
 	// orig is the whole original model as a program, nil when it cannot be timed (note says
 	// why); dims is its input's shape.
 	orig  *latency.Program
+	given *latency.Program // the model as given, when Simplify changed it (LatencyOptions.Given)
 	note  string
 	warn  func(string)
 	input string
@@ -183,6 +187,13 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 			return nil, err
 		}
 		l.orig = &p
+		if o.Given != nil {
+			g, err := latency.ModelProgram("given", o.Given, in.Name, l.dims)
+			if err != nil {
+				return nil, err
+			}
+			l.given = &g
+		}
 	}
 	return l, nil
 }
@@ -370,7 +381,10 @@ type LatencyReport struct {
 	OutOfReach bool `json:"out_of_reach,omitempty"`
 	// Original and Compressed are the whole models measured side by side (interleaved runs)
 	// after the compressed model is written; Predicted is Original less the layers' savings in
-	// the tables. Absent (with Note) when a whole model cannot be timed.
+	// the tables. Absent (with Note) when a whole model cannot be timed. Original is the model
+	// compressed, after rewrite.Simplify; Given, when Simplify changed it, the model as given,
+	// timed with them, which speed-ups are then over.
+	Given      *Timing `json:"given,omitempty"`
 	Original   *Timing `json:"original,omitempty"`
 	Predicted  float64 `json:"predicted_ms,omitempty"`
 	Compressed *Timing `json:"compressed,omitempty"`
@@ -382,21 +396,29 @@ type LatencyReport struct {
 	Layers         []LayerLatency `json:"layers"`
 }
 
-// PredictedSpeedup is the whole model's predicted speed-up (original over predicted), 0 when
-// not timed.
+// base is the time speed-ups are over: the model as given, else the original.
+func (r *LatencyReport) base() *Timing {
+	if r.Given != nil {
+		return r.Given
+	}
+	return r.Original
+}
+
+// PredictedSpeedup is the whole model's predicted speed-up (the given or original model over
+// predicted), 0 when not timed.
 func (r *LatencyReport) PredictedSpeedup() float64 {
-	if r.Original == nil || r.Predicted <= 0 {
+	if r.base() == nil || r.Predicted <= 0 {
 		return 0
 	}
-	return r.Original.Ms / r.Predicted
+	return r.base().Ms / r.Predicted
 }
 
 // MeasuredSpeedup is the whole model's measured speed-up, 0 when not timed.
 func (r *LatencyReport) MeasuredSpeedup() float64 {
-	if r.Original == nil || r.Compressed == nil || r.Compressed.Ms <= 0 {
+	if r.base() == nil || r.Compressed == nil || r.Compressed.Ms <= 0 {
 		return 0
 	}
-	return r.Original.Ms / r.Compressed.Ms
+	return r.base().Ms / r.Compressed.Ms
 }
 
 // Report returns the latency report of a compression: rep is its report and out the compressed
@@ -447,11 +469,18 @@ func (l *Latency) Report(out *onnxio.Model, rep *rewrite.Report) (*LatencyReport
 		return nil, err
 	}
 	l.opts.log("timing the original and the compressed model (batch %d)", l.batch)
-	pts, err := latency.MeasureTogether([]latency.Program{*l.orig, p}, l.opts.Measure)
+	progs := []latency.Program{*l.orig, p}
+	if l.given != nil {
+		progs = append(progs, *l.given)
+	}
+	pts, err := latency.MeasureTogether(progs, l.opts.Measure)
 	if err != nil {
 		return nil, fmt.Errorf("latency: time the whole models: %w", err)
 	}
 	orig, comp := pts[0], pts[1]
+	if l.given != nil {
+		lr.Given = &Timing{Ms: pts[2].Ms, RelCI: pts[2].RelCI, Runs: pts[2].Runs}
+	}
 	lr.Original = &Timing{Ms: orig.Ms, RelCI: orig.RelCI, Runs: orig.Runs}
 	lr.Compressed = &Timing{Ms: comp.Ms, RelCI: comp.RelCI, Runs: comp.Runs}
 	lr.Predicted = orig.Ms - (lr.LayersBefore - lr.LayersAfter)
@@ -492,6 +521,12 @@ func PrintLatency(w io.Writer, r *LatencyReport) {
 	fmt.Fprintf(w, "%-24s %11.3f %11.3f %6.1f%% %7s  %.3g of the layers' time%s\n", "layers", r.LayersBefore, r.LayersAfter, 100*(1-ratio), "", ratio, target)
 	if r.Original == nil {
 		fmt.Fprintf(w, "whole model: %s\n", r.Note)
+		return
+	}
+	if r.Given != nil {
+		fmt.Fprintf(w, "whole model: as given %.3f ms (±%.1f%%), simplified %.3f ms (±%.1f%%, %.2fx); compressed predicted %.3f ms (%.2fx), measured %.3f ms (±%.1f%%, %.2fx)\n",
+			r.Given.Ms, 50*r.Given.RelCI, r.Original.Ms, 50*r.Original.RelCI, r.Given.Ms/r.Original.Ms,
+			r.Predicted, r.PredictedSpeedup(), r.Compressed.Ms, 50*r.Compressed.RelCI, r.MeasuredSpeedup())
 		return
 	}
 	fmt.Fprintf(w, "whole model: original %.3f ms (±%.1f%%); compressed predicted %.3f ms (%.2fx), measured %.3f ms (±%.1f%%, %.2fx)\n",

@@ -118,6 +118,9 @@ type Report struct {
 	Applied int     `json:"applied"`
 	Skipped int     `json:"skipped"`
 	Samples int     `json:"calibration_samples"`
+	// Simplified is what Simplify changed in the model before it was compressed (set by the
+	// caller that ran it).
+	Simplified Simplified `json:"simplified"`
 }
 
 // MACRatio is the factor by which total MACs fell (before / after).

@@ -82,12 +82,48 @@ def shared_weight(rng):
     return make("shared_weight", nodes, ["N", 4, 8, 8], ["N", 4, 8, 8], [init("w", w)])
 
 
+def affine_hardswish(rng):
+    """PaddleOCR's idiom: affine blocks as Mul/Add with the constant first and hard-swish as
+    x * Clip(x + 3, 0, 6) / 6 around a pointwise, a padded depthwise and a 1x1 Conv."""
+    c = lambda name, v: init(name, np.asarray(v, dtype=np.float32))
+    inits = [
+        init("wa", rnd(rng, 8, 4, 3, 3)), init("ba", rnd(rng, 8)),
+        init("wdw", rnd(rng, 8, 1, 3, 3)), init("bdw", rnd(rng, 8)),
+        init("wpw", rnd(rng, 6, 8, 1, 1)), init("bpw", rnd(rng, 6)),
+        c("sa", [1.7]), c("oa", [0.2]), c("three", 3.0), c("zero", 0.0), c("six", 6.0),
+        c("s2", [0.4]), c("o2", [-0.3]),
+        init("sdw", (1 + rnd(rng, 8, 1, 1)).astype(np.float32)), init("odw", rnd(rng, 1, 8, 1, 1)),
+        c("s3", [0.8]), c("o3", [0.1]),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "wa", "ba"], ["ya"], name="conv_a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["sa", "ya"], ["ya_s"], name="lab_a_mul"),
+        helper.make_node("Add", ["ya_s", "oa"], ["ha"], name="lab_a_add"),
+        helper.make_node("Add", ["ha", "three"], ["ha3"], name="hs_add"),
+        helper.make_node("Clip", ["ha3", "zero", "six"], ["hac"], name="hs_clip"),
+        helper.make_node("Mul", ["ha", "hac"], ["ham"], name="hs_mul"),
+        helper.make_node("Div", ["ham", "six"], ["hs"], name="hs_div"),
+        helper.make_node("Mul", ["s2", "hs"], ["hs_s"], name="lab_2_mul"),
+        helper.make_node("Add", ["hs_s", "o2"], ["h2"], name="lab_2_add"),
+        helper.make_node("Conv", ["h2", "wdw", "bdw"], ["ydw"], name="conv_dw", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], group=8),
+        helper.make_node("Mul", ["ydw", "sdw"], ["ydw_s"], name="bn_mul"),
+        helper.make_node("Add", ["odw", "ydw_s"], ["ydw_o"], name="bn_add"),
+        helper.make_node("Relu", ["ydw_o"], ["r"], name="relu"),
+        helper.make_node("Mul", ["s3", "r"], ["r_s"], name="lab_3_mul"),
+        helper.make_node("Add", ["r_s", "o3"], ["h3"], name="lab_3_add"),
+        helper.make_node("Conv", ["h3", "wpw", "bpw"], ["y"], name="conv_pw", kernel_shape=[1, 1]),
+    ]
+    return make("affine_hardswish", nodes, ["N", 4, 8, 8], ["N", 6, 8, 8], inits)
+
+
 MODELS = [
     ("conv_pad_stride.onnx", conv_pad_stride),
     ("conv1d.onnx", conv1d),
     ("conv3d.onnx", conv3d),
     ("grouped.onnx", grouped),
     ("shared_weight.onnx", shared_weight),
+    ("affine_hardswish.onnx", affine_hardswish),
 ]
 
 

@@ -22,6 +22,8 @@ type calibrateOptions struct {
 	Shard, Shards     int // shard i of n; 0, 0 for all the data
 	Calibration       ort.Options
 	Data              dataOptions // how --calib is read (data.go)
+	NoSimplify        bool        // leave the graph as loaded (see simplifyFlag)
+	Log               func(string)
 }
 
 func init() { commands = append(commands, calibrateCommand) }
@@ -41,6 +43,7 @@ func calibrateCommand() *cli.Command {
 			&cli.StringFlag{Name: "calib", Usage: "calibration data: .npy, ONNX .pb tensor or MNIST IDX images (.gz too)"},
 			&cli.StringFlag{Name: "shard", Usage: "run only shard `I/N` of the data (0 <= I < N), or env: take I and N from the batch system"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "`PATH` of the statistics file (.cps)"},
+			simplifyFlag,
 		}, append(dataFlags(), runtimeFlags()...)...),
 		Action: func(c *cli.Context) error {
 			opts, err := parseCalibrate(c)
@@ -57,7 +60,7 @@ func parseCalibrate(c *cli.Context) (calibrateOptions, error) {
 	if c.NArg() != 1 {
 		return calibrateOptions{}, usagef("calibrate takes one model, got %d arguments", c.NArg())
 	}
-	o := calibrateOptions{Model: c.Args().First(), Calib: c.String("calib"), Out: c.String("out")}
+	o := calibrateOptions{Model: c.Args().First(), Calib: c.String("calib"), Out: c.String("out"), NoSimplify: c.Bool("no-simplify"), Log: logTo(c)}
 	if o.Calib == "" || o.Out == "" {
 		return o, usagef("calibrate needs --calib DATA and --out PATH")
 	}
@@ -100,7 +103,7 @@ func runCalibrate(o calibrateOptions, stdout, stderr io.Writer) (*calib.StatsFil
 	if same(o.Model, o.Out) {
 		return nil, usagef("--out %s is the input model", o.Out)
 	}
-	m, err := loadModel(o.Model)
+	m, _, err := prepareModel(o.Model, o.NoSimplify, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +180,7 @@ func loadStats(path string, m *onnxio.Model) (*calib.Result, error) {
 		return nil, err
 	}
 	if f.ModelHash != hash {
-		return nil, fmt.Errorf("statistics file %s was computed on another model (model hash %.12s, this model's %.12s); calibrate this model", path, f.ModelHash, hash)
+		return nil, fmt.Errorf("statistics file %s was computed on another model (model hash %.12s, this model's %.12s); calibrate this model, with --no-simplify on both commands or on neither", path, f.ModelHash, hash)
 	}
 	if n, first := f.Missing(); n > 0 {
 		return nil, fmt.Errorf("statistics file %s lacks %d of its %d shards (first missing: %v); merge all of them first with convpca merge", path, n, f.ShardCount, first)

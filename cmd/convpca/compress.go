@@ -40,6 +40,9 @@ type compressOptions struct {
 	Overwrite bool      // allow Out to be the input model
 	External  bool      // save with external data
 	Stderr    io.Writer // where the progress bar goes (only when it is a terminal); nil: none
+	// NoSimplify leaves the graph as loaded (no rewrite.Simplify); Log receives progress lines.
+	NoSimplify bool
+	Log        func(string)
 }
 
 func init() { commands = append(commands, compressCommand) }
@@ -76,6 +79,7 @@ func compressCommand() *cli.Command {
 			&cli.StringFlag{Name: "plots", Usage: "write PNG plots (eigenvalue spectra with the chosen ranks; accuracy against MACs of a --max-drop search) into `DIR`"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "allow --out to be the input model"},
 			&cli.BoolFlag{Name: "external-data", Usage: "save initializers of 1 KiB or more to OUT.data beside the model (always done over 2 GB)"},
+			simplifyFlag,
 		}, append(append(dataFlags(), evalCmdFlags()...), runtimeFlags()...)...),
 		Action: func(c *cli.Context) error {
 			opts, err := parseCompress(c)
@@ -96,6 +100,7 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 	o := compressOptions{
 		Model: c.Args().First(), Calib: c.String("calib"), Out: c.String("out"), Stats: c.String("stats"),
 		Report: c.String("report"), Plots: c.String("plots"), Overwrite: c.Bool("overwrite"), External: c.Bool("external-data"),
+		NoSimplify: c.Bool("no-simplify"), Log: logTo(c),
 	}
 	if (o.Calib == "" && o.Stats == "") || o.Out == "" {
 		return o, usagef("compress needs --calib DATA (or --stats FILE) and --out PATH")
@@ -226,9 +231,7 @@ func parseLatency(c *cli.Context, o *compressOptions) error {
 	if c.IsSet("rank-multiple") {
 		l.Measure.Multiple = c.Int("rank-multiple")
 	}
-	if !c.Bool("quiet") {
-		l.Log = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "convpca: %s\n", msg) }
-	}
+	l.Log = logTo(c)
 	return nil
 }
 
@@ -242,9 +245,17 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	if same(o.Model, o.Out) && !o.Overwrite {
 		return nil, usagef("--out %s is the input model; pass --overwrite to replace it", o.Out)
 	}
-	m, err := loadModel(o.Model)
+	m, simplified, err := prepareModel(o.Model, o.NoSimplify, o.Log)
 	if err != nil {
 		return nil, err
+	}
+	// given is the model as the user gave it, read again where Simplify changed it: the
+	// compressed model is verified against it, and timed beside it.
+	given := func() (*onnxio.Model, error) {
+		if !simplified.Any() {
+			return m, nil
+		}
+		return loadModel(o.Model)
 	}
 	if !rewrite.HasLayers(m) {
 		return nil, fmt.Errorf("model %s has no Conv, Gemm or MatMul layer in its main graph", o.Model)
@@ -283,6 +294,11 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	}
 	var lat *compress.Latency
 	if o.Latency.Active() {
+		if simplified.Any() {
+			if o.Latency.Given, err = given(); err != nil {
+				return nil, err
+			}
+		}
 		if lat, err = compress.MeasureLatency(m, res, data, o.Calibration, o.Latency); err != nil {
 			return nil, err
 		}
@@ -303,11 +319,16 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		return nil, err
 	}
 	out, rep, probes := result.Model, result.Report, result.Probes
+	rep.Simplified = simplified
 	afterRewrite(out)
 	switch {
-	case rep.Applied == 0: // nothing rewritten: the model as it came (constants folded)
+	case rep.Applied == 0 && !simplified.Any(): // nothing rewritten: the model as it came (constants folded)
 	case data != nil:
-		err = compress.Verify(m, out, data, o.Calibration, o.Rewrite.Full)
+		var orig *onnxio.Model
+		if orig, err = given(); err != nil {
+			return nil, err
+		}
+		err = compress.Verify(orig, out, data, o.Calibration, o.Rewrite.Full)
 		if errors.Is(err, compress.ErrUnverifiable) {
 			if o.Calibration.Runtime.Warn != nil {
 				o.Calibration.Runtime.Warn(err.Error())
@@ -431,6 +452,9 @@ func printReport(w io.Writer, rep *rewrite.Report) {
 	}
 	fmt.Fprintf(w, "%-24s %6s %8s %9s %8s %9s %11d %11d  %d applied, %d skipped; MACs %.2fx fewer, params %d -> %d (%d calibration samples)\n",
 		"total", "", "", "", "", "", rep.Before.MACs, rep.After.MACs, rep.Applied, rep.Skipped, rep.MACRatio(), rep.Before.Params, rep.After.Params, rep.Samples)
+	if rep.Simplified.Any() {
+		fmt.Fprintf(w, "simplified before compressing: %s\n", rep.Simplified)
+	}
 }
 
 // rankCells shows a side's rank as rank/channels and the retained fraction of its eigenvalue

@@ -9,6 +9,7 @@ import (
 	"github.com/convpca/convpca/dataset"
 	"github.com/convpca/convpca/onnxio"
 	"github.com/convpca/convpca/ort"
+	"github.com/convpca/convpca/rewrite"
 )
 
 // calibOptions reads the runtime flags.
@@ -47,6 +48,36 @@ func warnTo(c *cli.Context, stderr io.Writer) func(string) {
 // dataOptions.open).
 func openData(path string, m *onnxio.Model) (dataset.Reader, error) {
 	return dataOptions{}.open(path, m)
+}
+
+// simplifyFlag turns rewrite.Simplify off, for compress and calibrate (which must agree: the
+// statistics of one are for the graph of the other).
+var simplifyFlag = &cli.BoolFlag{Name: "no-simplify", Usage: "keep elementwise ops by constants next to Convs and hard-swish as they are, instead of folding them into the Convs and writing HardSigmoid (exact up to float32 rounding; see README)"}
+
+// prepareModel loads an ONNX model (loadModel) and, unless noSimplify, simplifies its graph
+// (rewrite.Simplify), telling log what changed.
+func prepareModel(path string, noSimplify bool, log func(string)) (*onnxio.Model, rewrite.Simplified, error) {
+	m, err := loadModel(path)
+	if err != nil || noSimplify {
+		return m, rewrite.Simplified{}, err
+	}
+	s, err := rewrite.Simplify(m.Graph)
+	if err != nil {
+		return nil, s, fmt.Errorf("model %s: %w", path, err)
+	}
+	if s.Any() && log != nil {
+		log("simplified the graph: " + s.String())
+	}
+	return m, s, nil
+}
+
+// logTo returns a function that prints one "convpca: " line to the command's standard error,
+// or nil with --quiet.
+func logTo(c *cli.Context) func(string) {
+	if c.Bool("quiet") {
+		return nil
+	}
+	return func(msg string) { fmt.Fprintf(c.App.ErrWriter, "convpca: %s\n", msg) }
 }
 
 // loadModel loads an ONNX model and folds its constants (onnxio.Graph.FoldConstants), so that
