@@ -48,6 +48,9 @@ type LatencyOptions struct {
 	// Given, when not nil, is the model as the user gave it, before rewrite.Simplify changed
 	// the model compressed: it is timed beside the others, and speed-ups are over it.
 	Given *onnxio.Model
+	// Blocked, when > 0, is the channel block of rewrite.Blocked, applied to the compressed
+	// model: the original is timed with it applied too.
+	Blocked int
 }
 
 // Active reports whether the options ask for latency tables.
@@ -182,7 +185,12 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 	default:
 		l.input = in.Name
 		l.dims = append([]int64{int64(batch)}, sample...)
-		p, err := latency.ModelProgram("original", m, in.Name, l.dims)
+		timed := m
+		if o.Blocked > 0 {
+			timed = m.Clone()
+			rewrite.Blocked(timed.Graph, o.Blocked)
+		}
+		p, err := latency.ModelProgram("original", timed, in.Name, l.dims)
 		if err != nil {
 			return nil, err
 		}

@@ -354,3 +354,23 @@ func convert[T int64 | int32 | int8 | uint8 | float64](d []T) []float32 {
 
 // Close releases the session.
 func (s *Session) Close() error { return s.s.Destroy() }
+
+// Resolve returns the provider sessions of opts run on: CPU or CUDA (Auto resolves to CUDA
+// where the CUDA provider can be appended with this library, else CPU).
+func Resolve(opts RuntimeOptions) (Provider, error) {
+	if opts.Provider == CPU || opts.Provider == CUDA {
+		return opts.Provider, nil
+	}
+	if err := InitRuntime(opts.Library); err != nil {
+		return "", err
+	}
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return "", fmt.Errorf("onnxruntime session options: %w", err)
+	}
+	defer so.Destroy()
+	if appendCUDA(so) == nil {
+		return CUDA, nil
+	}
+	return CPU, nil
+}

@@ -21,13 +21,21 @@ type Simplified struct {
 	// Clip(x+3, 0, 6)/6 that became HardSigmoid(x).
 	HardSwish   int `json:"hard_swish"`
 	HardSigmoid int `json:"hard_sigmoid"`
+	// Blocked is the number of nodes Blocked rewrote (set by its caller), and Block the
+	// channel block it kept (0: not applied).
+	Blocked int `json:"blocked"`
+	Block   int `json:"block,omitempty"`
 }
 
 // Any reports whether Simplify changed anything.
 func (s Simplified) Any() bool { return s.Folded+s.HardSwish+s.HardSigmoid > 0 }
 
 func (s Simplified) String() string {
-	return fmt.Sprintf("%d elementwise ops folded into Convs, %d hard-swish and %d hard-sigmoid activations rewritten", s.Folded, s.HardSwish, s.HardSigmoid)
+	t := fmt.Sprintf("%d elementwise ops folded into Convs, %d hard-swish and %d hard-sigmoid activations rewritten", s.Folded, s.HardSwish, s.HardSigmoid)
+	if s.Blocked > 0 {
+		t += fmt.Sprintf(", %d nodes written for onnxruntime's CPU layout of %d-channel blocks", s.Blocked, s.Block)
+	}
+	return t
 }
 
 // Simplify rewrites g so that onnxruntime runs it faster while it computes the same function, up
@@ -496,4 +504,119 @@ func (f folder) replace(old, nodes []*onnxio.Node) {
 
 func floatAttr(name string, v float32) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_FLOAT.Enum(), F: proto.Float32(v)}
+}
+
+// Blocked rewrites g so that onnxruntime's CPU provider keeps the tensors between Convs in its
+// blocked channel layout (NCHWc, blocks of block channels: latency.RankMultiple, 16 with
+// AVX-512, 8 with AVX2), and returns the number of nodes it changed. Its NCHWc transformer runs
+// Convs (with one fused activation each), Add and Mul of two tensors and a few activations in
+// that layout, but not a HardSigmoid or an Add of a constant: before each it converts the
+// tensor back to NCHW, and after it forward again. Where the tensor is 4-D with a multiple of
+// block channels:
+//
+//   - HardSigmoid(x) becomes HardSigmoid(Conv(x)) with an identity depthwise 1x1 Conv, which
+//     onnxruntime fuses into one blocked Conv with a hard-sigmoid activation;
+//   - Add(x, c) or Sub(x, c) by a scalar c becomes a depthwise 1x1 Conv with weight 1 and bias c
+//     (Simplify leaves such a shift before each padded Conv it folds a scale into).
+//
+// Both are exact (x·1 + 0 and x·1 + c). On PaddleOCR v4 rec at batch 16, simplified, the layout
+// conversions took 29% of the time (80 of 280 ms in onnxruntime's profile) and these rewrites
+// made the model 1.35x faster; on det 1.09x. On other providers they only add nodes, so convpca
+// compress applies them only where the model runs on the CPU (see README).
+func Blocked(g *onnxio.Graph, block int) int {
+	if block < 2 || g.Opset() < 7 {
+		return 0
+	}
+	outputs := map[string]bool{}
+	for _, o := range g.Outputs() {
+		outputs[o] = true
+	}
+	f := folder{g: g, outputs: outputs}
+	n := 0
+	for _, node := range slices.Clone(g.Nodes) {
+		if !isDefault(node) || len(node.Outputs) != 1 {
+			continue
+		}
+		switch node.Op {
+		case "HardSigmoid":
+			if len(node.Inputs) != 1 {
+				continue
+			}
+			c := f.channels(node.Inputs[0], 8)
+			if c <= 0 || c%block != 0 {
+				continue
+			}
+			t := g.UniqueName(node.Inputs[0] + "_blocked")
+			f.insertBefore(node, f.depthwise(node, node.Inputs[0], t, c, 0))
+			node.Inputs[0] = t
+			n++
+		case "Add", "Sub":
+			x, v, ok := f.byConst(node, node.Op)
+			if !ok {
+				continue
+			}
+			if node.Op == "Sub" {
+				v = -v
+			}
+			c := f.channels(x, 8)
+			if c <= 0 || c%block != 0 {
+				continue
+			}
+			dw := f.depthwise(node, x, node.Outputs[0], c, v)
+			f.replace([]*onnxio.Node{node}, []*onnxio.Node{dw})
+			n++
+		}
+	}
+	if n > 0 {
+		g.Cleanup()
+	}
+	return n
+}
+
+// channels returns the channel count of the 4-D tensor t, from the Conv that writes it or
+// through the elementwise ops between (at most depth of them), or 0 when unknown.
+func (f folder) channels(t string, depth int) int {
+	if vi := f.g.ValueInfo(t); vi != nil {
+		if d, ok := onnxio.Shape(vi); ok && len(d) == 4 && d[1] > 0 {
+			return int(d[1])
+		}
+	}
+	p := f.g.Producer(t)
+	if p == nil || depth == 0 || !isDefault(p) {
+		return 0
+	}
+	switch p.Op {
+	case "Conv":
+		if w := f.g.Initializer(inputAt(p, 1)); w != nil && len(w.Dims) == 4 {
+			return int(w.Dims[0])
+		}
+	case "Relu", "HardSigmoid", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSwish", "Mul", "Add", "Sub", "Div":
+		for _, in := range p.Inputs {
+			if in != "" && !f.g.IsConstant(in) {
+				return f.channels(in, depth-1)
+			}
+		}
+	}
+	return 0
+}
+
+// depthwise returns a depthwise 1x1 Conv of c channels from x to y with weight 1 and bias b.
+func (f folder) depthwise(like *onnxio.Node, x, y string, c int, b float64) *onnxio.Node {
+	label := like.Label()
+	ones, bias := make([]float32, c), make([]float32, c)
+	for i := range ones {
+		ones[i], bias[i] = 1, float32(b)
+	}
+	w := onnxio.FloatTensor(f.g.UniqueName(label+"_blocked_W"), []int64{int64(c), 1, 1, 1}, ones)
+	bt := onnxio.FloatTensor(f.g.UniqueName(label+"_blocked_B"), []int64{int64(c)}, bias)
+	f.g.SetInitializer(w)
+	f.g.SetInitializer(bt)
+	return &onnxio.Node{Name: f.g.UniqueName(label + "_blocked"), Op: "Conv", Inputs: []string{x, w.GetName(), bt.GetName()}, Outputs: []string{y},
+		Attrs: []*onnxpb.AttributeProto{onnxio.IntAttr("group", int64(c)), onnxio.IntsAttr("kernel_shape", []int64{1, 1})}}
+}
+
+// insertBefore puts n just before at in g.Nodes.
+func (f folder) insertBefore(at, n *onnxio.Node) {
+	i := slices.Index(f.g.Nodes, at)
+	f.g.Nodes = slices.Insert(f.g.Nodes, i, n)
 }

@@ -118,7 +118,11 @@ func evalGraph(t *testing.T, m *onnxio.Model, x tensor) map[string]tensor {
 		var y tensor
 		switch n.Op {
 		case "Conv":
-			y = refConv(get(n.Inputs[0]), get(n.Inputs[1]), get(n.Inputs[2]), int(n.AttrInt("group", 1)), int(n.AttrInts("pads")[0]))
+			pad := 0
+			if p := n.AttrInts("pads"); p != nil {
+				pad = int(p[0])
+			}
+			y = refConv(get(n.Inputs[0]), get(n.Inputs[1]), get(n.Inputs[2]), int(n.AttrInt("group", 1)), pad)
 		case "Mul", "Add", "Sub", "Div":
 			y = refBinary(t, n.Op, get(n.Inputs[0]), get(n.Inputs[1]))
 		case "Clip":
@@ -341,5 +345,47 @@ func TestSimplifyOld(t *testing.T) {
 	m := b.model(t, 6, "x", 2, b.node("Mul", []string{y, b.constant([]int64{1})}))
 	if s, err := Simplify(m.Graph); err != nil || s.Any() || len(m.Graph.Nodes) != 2 {
 		t.Errorf("opset 6: %+v, %v, %d nodes", s, err, len(m.Graph.Nodes))
+	}
+}
+
+// TestBlocked: a HardSigmoid gets an identity depthwise Conv before it and a scalar shift
+// becomes a depthwise Conv, where the channels are a multiple of the block; outputs do not
+// change.
+func TestBlocked(t *testing.T) {
+	for _, tc := range []struct {
+		c, block, want int
+		ops            []string
+	}{
+		{16, 16, 2, []string{"Conv", "Conv", "HardSigmoid", "Mul", "Conv", "Conv"}},
+		{8, 8, 2, []string{"Conv", "Conv", "HardSigmoid", "Mul", "Conv", "Conv"}},
+		{12, 16, 0, []string{"Conv", "HardSigmoid", "Mul", "Add", "Conv"}},
+	} {
+		b := &graphBuilder{rng: rand.New(rand.NewPCG(1, 2))}
+		y := b.conv("x", tc.c, tc.c, 1, 1, 0)
+		h := b.node("HardSigmoid", []string{y}, floatAttr("alpha", 0.2), floatAttr("beta", 0.5))
+		s := b.node("Add", []string{b.node("Mul", []string{y, h}), b.constant([]int64{1}, 0.7)})
+		out := b.conv(s, tc.c, tc.c, 3, tc.c, 1)
+		orig := b.model(t, 13, "x", tc.c, out)
+		m := b.model(t, 13, "x", tc.c, out)
+		if n := Blocked(m.Graph, tc.block); n != tc.want {
+			t.Errorf("%d channels, block %d: %d rewritten, want %d", tc.c, tc.block, n, tc.want)
+		}
+		var ops []string
+		for _, n := range m.Graph.Nodes {
+			ops = append(ops, n.Op)
+		}
+		if !slices.Equal(ops, tc.ops) {
+			t.Errorf("%d channels, block %d: ops %v, want %v", tc.c, tc.block, ops, tc.ops)
+		}
+		x := tensor{[]int{2, tc.c, 6, 7}, make([]float64, 2*tc.c*6*7)}
+		for i := range x.v {
+			x.v[i] = 3 * b.rng.NormFloat64()
+		}
+		want, have := evalGraph(t, orig, x)[out], evalGraph(t, m, x)[out]
+		for i, v := range want.v {
+			if math.Abs(have.v[i]-v) > 1e-9*(1+math.Abs(v)) {
+				t.Fatalf("%d channels: output %d is %g, want %g", tc.c, i, have.v[i], v)
+			}
+		}
 	}
 }

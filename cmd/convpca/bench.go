@@ -77,7 +77,7 @@ func benchCommand() *cli.Command {
 			"            constant weight) measured alone in onnxruntime at one --batch (default 1) and\n" +
 			"            --threads (default 1): the original and its factorizations (package latency) on a\n" +
 			"            grid of ranks, multiples of --rank-multiple (default: 16 with AVX-512, 8 with AVX2,\n" +
-			"            else 4), with the best at a few rank levels, how well the grid and the sum of the\n" +
+			"            else 4) and a quarter and a half of it, with the best at a few rank levels, how well the grid and the sum of the\n" +
 			"            chain's nodes predict a measured chain, and the sum of the layers against the whole\n" +
 			"            model. Layer shapes come from one run of the model on one batch of --calib DATA or\n" +
 			"            random data. Measurements are cached (--cache, default\n" +
@@ -903,11 +903,11 @@ func benchLayers(o benchOptions, stdout, stderr io.Writer) error {
 	if o.Threads == 1 {
 		clock = "CPU time of the thread that runs it"
 	}
-	fmt.Fprintf(&b, "\nMilliseconds per run of a batch of %d, each layer alone (median of interleaved runs, %s; ±%% is half the\n"+
-		"95%% confidence interval of the original's median); ranks are multiples of %d (CPU: %s; %s), rounded up,\n"+
+	fmt.Fprintf(&b, "\nMilliseconds per run of a batch of %d, each layer alone (median of interleaved runs, each after a settling run, %s;\n"+
+		"±%% is half the 95%% confidence interval of the original's median); ranks are multiples of %d, or %s below it (CPU: %s; %s), rounded up,\n"+
 		"levels are fractions of each side's channels, best is the fastest of input side, output side and both.\n"+
 		"onnxruntime %s, %s intra-op thread(s). %d layers measured, %d from the cache (%s), in %.1f s (%d runs).\n",
-		batch, clock, multiple, cpu.Model, strings.Join(cpu.Flags, " "), o.Provider, threadsText(o.Threads),
+		batch, clock, multiple, strings.ReplaceAll(intsText(latency.SmallRanks(multiple)), ",", " or "), cpu.Model, strings.Join(cpu.Flags, " "), o.Provider, threadsText(o.Threads),
 		tab.Measured, tab.Cached, cacheText(o), took.Seconds(), tab.Runs)
 
 	var gridErr, sumErr, sumBias []float64

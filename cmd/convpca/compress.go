@@ -292,8 +292,19 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 			return nil, err
 		}
 	}
+	// The layout rewrite for onnxruntime's CPU provider applies to the compressed model only
+	// (calibration and the layer tables see the graph without it) where it runs on the CPU.
+	block := 0
+	if !o.NoSimplify {
+		if p, err := ort.Resolve(o.Calibration.Runtime); err == nil && p == ort.CPU {
+			if block = latency.RankMultiple(latency.HostCPU()); block < 8 {
+				block = 0 // no blocked layout in onnxruntime without AVX
+			}
+		}
+	}
 	var lat *compress.Latency
 	if o.Latency.Active() {
+		o.Latency.Blocked = block
 		if simplified.Any() {
 			if o.Latency.Given, err = given(); err != nil {
 				return nil, err
@@ -319,10 +330,15 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 		return nil, err
 	}
 	out, rep, probes := result.Model, result.Report, result.Probes
+	if block > 0 {
+		if simplified.Blocked = rewrite.Blocked(out.Graph, block); simplified.Blocked > 0 {
+			simplified.Block = block
+		}
+	}
 	rep.Simplified = simplified
 	afterRewrite(out)
 	switch {
-	case rep.Applied == 0 && !simplified.Any(): // nothing rewritten: the model as it came (constants folded)
+	case rep.Applied == 0 && !simplified.Any() && simplified.Blocked == 0: // nothing rewritten: the model as it came (constants folded)
 	case data != nil:
 		var orig *onnxio.Model
 		if orig, err = given(); err != nil {
@@ -452,8 +468,8 @@ func printReport(w io.Writer, rep *rewrite.Report) {
 	}
 	fmt.Fprintf(w, "%-24s %6s %8s %9s %8s %9s %11d %11d  %d applied, %d skipped; MACs %.2fx fewer, params %d -> %d (%d calibration samples)\n",
 		"total", "", "", "", "", "", rep.Before.MACs, rep.After.MACs, rep.Applied, rep.Skipped, rep.MACRatio(), rep.Before.Params, rep.After.Params, rep.Samples)
-	if rep.Simplified.Any() {
-		fmt.Fprintf(w, "simplified before compressing: %s\n", rep.Simplified)
+	if rep.Simplified.Any() || rep.Simplified.Blocked > 0 {
+		fmt.Fprintf(w, "simplified: %s\n", rep.Simplified)
 	}
 }
 

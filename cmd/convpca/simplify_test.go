@@ -46,7 +46,7 @@ func TestSimplifyCompress(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stdout, "simplified before compressing: 7 elementwise ops folded into Convs, 1 hard-swish") {
+	if !strings.Contains(stdout, "simplified: 7 elementwise ops folded into Convs, 1 hard-swish") {
 		t.Errorf("stdout does not report the simplification:\n%s", stdout)
 	}
 	if n := ops(out); n["Clip"]+n["Div"] != 0 || n["HardSigmoid"] != 1 || n["Add"] != 1 {
