@@ -1,7 +1,9 @@
 // Package rewrite factorizes Conv (and Gemm/MatMul, dense.go) layers with the PCA of their
 // activations: the maths as pure functions on matrices (this file, refit.go), rank rules
 // (rank.go) and budgeted allocation (alloc.go, sensitivity.go), the cost model (cost.go), and
-// the graph edits that replace a layer by cheaper ones (conv.go, compress.go, layerfit.go).
+// the graph edits that replace a layer by cheaper ones (conv.go, compress.go, layerfit.go), and
+// the exact graph rewrites that make a model faster without changing what it computes
+// (simplify.go: Simplify, Blocked).
 // It works from statistics and measured losses handed to it (package calib's values); the
 // passes over data that produce them are package compress's.
 //
