@@ -91,7 +91,7 @@ func Run(m *onnxio.Model, first *calib.Result, data Data, opts Options, log io.W
 			return nil
 		}
 		var err error
-		base, err = analysis(m, first, data, copts, opts.Rewrite, opts.Rewrite.TargetMACs > 0 || opts.Bound.Active())
+		base, err = analysis(m, first, data, copts, opts.Rewrite, opts.Rewrite.TargetMACs > 0 || opts.Rewrite.TargetTime > 0 || opts.Bound.Active())
 		return err
 	}
 	once := func(target float64) (*onnxio.Model, *rewrite.Report, error) {
@@ -143,7 +143,7 @@ func analysis(m *onnxio.Model, first *calib.Result, data Data, copts ort.Options
 
 // plan analyses every layer of m and chooses its ranks.
 func plan(m *onnxio.Model, first *calib.Result, data Data, copts ort.Options, opts rewrite.Options) ([]*rewrite.Plan, error) {
-	plans, err := analysis(m, first, data, copts, opts, opts.TargetMACs > 0)
+	plans, err := analysis(m, first, data, copts, opts, opts.TargetMACs > 0 || opts.TargetTime > 0)
 	if err != nil {
 		return nil, err
 	}

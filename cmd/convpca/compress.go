@@ -179,8 +179,8 @@ func parseCompress(c *cli.Context) (compressOptions, error) {
 	if o.Rewrite.Full && o.Rewrite.TargetMACs > 0 {
 		return o, usagef("--rank full keeps every channel; it cannot meet --target-macs")
 	}
-	if o.Latency.Target > 0 && (o.Rewrite.Full || o.Search.active() || o.Rewrite.Alloc == rewrite.AllocSensitivity) {
-		return o, usagef("--target-latency allocates by energy for one target: not with --rank full, --alloc sensitivity, --max-drop or --max-error")
+	if o.Latency.Target > 0 && (o.Rewrite.Full || o.Search.active()) {
+		return o, usagef("--target-latency allocates for one target: not with --rank full, --max-drop or --max-error")
 	}
 	o.Calibration, err = calibOptions(c, c.App.ErrWriter)
 	return o, err

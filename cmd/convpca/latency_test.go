@@ -29,6 +29,7 @@ type latencyReport struct {
 		Gate         bool    `json:"gate"`
 		LayersBefore float64 `json:"layers_before_ms"`
 		LayersAfter  float64 `json:"layers_after_ms"`
+		OutOfReach   bool    `json:"out_of_reach"`
 		Original     *struct {
 			Ms   float64 `json:"ms"`
 			Runs int     `json:"runs"`
@@ -127,6 +128,20 @@ func TestTargetLatencyMNIST(t *testing.T) {
 	if abs(before-l.LayersBefore) > 1e-9*before || abs(after-l.LayersAfter) > 1e-9*before {
 		t.Errorf("layer sums %.4f, %.4f; report %.4f, %.4f", before, after, l.LayersBefore, l.LayersAfter)
 	}
+
+	// --alloc sensitivity spends the same time budget by the measured output error (the tables
+	// now come from the cache).
+	report2 := filepath.Join(dir, "s.json")
+	code, _, stderr = cliRun("compress", testmodels.Path("mnist_cnn.onnx"), "--calib", filepath.Join(data, "train-images-idx3-ubyte.gz"),
+		"--max-samples", "500", "--target-latency", "0.5", "--alloc", "sensitivity", "--latency-batch", "8", "--threads", "1", "--provider", "cpu",
+		"--out", filepath.Join(dir, "s.onnx"), "--report", report2, "-q")
+	if code != 0 {
+		t.Fatalf("--alloc sensitivity: exit %d: %s", code, stderr)
+	}
+	s := readLatencyReport(t, report2)
+	if !strings.Contains(s.Rule, "alloc sensitivity") || s.Latency.LayersAfter > 0.5*s.Latency.LayersBefore*(1+1e-9) && !s.Latency.OutOfReach {
+		t.Errorf("--alloc sensitivity: rule %q, layers %.4f of %.4f ms", s.Rule, s.Latency.LayersAfter, s.Latency.LayersBefore)
+	}
 }
 
 func abs(x float64) float64 {
@@ -172,8 +187,8 @@ func TestLatencyUsage(t *testing.T) {
 		{[]string{"--no-latency-gate"}, "--no-latency-gate goes with --target-latency, without --latency-gate"},
 		{[]string{"--target-latency", "0.5", "--latency-gate", "--no-latency-gate"}, "--no-latency-gate goes with --target-latency, without --latency-gate"},
 		{[]string{"--latency-gate", "--latency-batch", "-1"}, "--latency-batch must be >= 1"},
-		{[]string{"--target-latency", "0.5", "--alloc", "sensitivity"}, "--target-latency allocates by energy for one target"},
-		{[]string{"--target-latency", "0.5", "--rank", "full"}, "--target-latency allocates by energy for one target"},
+		{[]string{"--target-latency", "0.5", "--max-error", "0.1"}, "--target-latency allocates for one target"},
+		{[]string{"--target-latency", "0.5", "--rank", "full"}, "--target-latency allocates for one target"},
 	} {
 		args := append([]string{"compress", "m.onnx", "--calib", "x.npy", "--out", "o.onnx"}, tc.args...)
 		code, _, stderr := cliRun(args...)
