@@ -573,14 +573,22 @@ func Blocked(g *onnxio.Graph, block int) int {
 	return n
 }
 
-// channels returns the channel count of the 4-D tensor t, from the Conv that writes it or
-// through the elementwise ops between (at most depth of them), or 0 when unknown.
+// channels returns the channel count of the 4-D tensor t: from the Conv that writes it,
+// through the elementwise ops between (at most depth of them), else from its declared shape;
+// 0 when unknown.
 func (f folder) channels(t string, depth int) int {
+	if c := f.convChannels(t, depth); c > 0 {
+		return c
+	}
 	if vi := f.g.ValueInfo(t); vi != nil {
 		if d, ok := onnxio.Shape(vi); ok && len(d) == 4 && d[1] > 0 {
 			return int(d[1])
 		}
 	}
+	return 0
+}
+
+func (f folder) convChannels(t string, depth int) int {
 	p := f.g.Producer(t)
 	if p == nil || depth == 0 || !isDefault(p) {
 		return 0
@@ -591,11 +599,20 @@ func (f folder) channels(t string, depth int) int {
 			return int(w.Dims[0])
 		}
 	case "Relu", "HardSigmoid", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSwish", "Mul", "Add", "Sub", "Div":
-		for _, in := range p.Inputs {
-			if in != "" && !f.g.IsConstant(in) {
-				return f.channels(in, depth-1)
+		// Every tensor input must have the same channels (a constant may broadcast), so that
+		// the output has them too.
+		c := 0
+		for i, in := range p.Inputs {
+			if in == "" || f.g.IsConstant(in) || i > 0 && p.Op == "Clip" {
+				continue
 			}
+			ci := f.convChannels(in, depth-1)
+			if ci == 0 || c != 0 && ci != c {
+				return 0
+			}
+			c = ci
 		}
+		return c
 	}
 	return 0
 }
