@@ -389,3 +389,16 @@ func TestBlocked(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockedMismatch: a tensor whose channels the Convs before it do not settle (a Mul of a
+// one-channel map by a C-channel one) is left alone.
+func TestBlockedMismatch(t *testing.T) {
+	b := &graphBuilder{rng: rand.New(rand.NewPCG(1, 2))}
+	one := b.conv("x", 16, 1, 1, 1, 0)
+	all := b.conv("x", 16, 16, 1, 1, 0)
+	h := b.node("HardSigmoid", []string{b.node("Mul", []string{all, one})}, floatAttr("alpha", 0.2), floatAttr("beta", 0.5))
+	m := b.model(t, 13, "x", 16, h)
+	if n := Blocked(m.Graph, 16); n != 0 {
+		t.Errorf("%d nodes rewritten, want none", n)
+	}
+}
