@@ -133,11 +133,7 @@ func (b *graphBuilder) model(t *testing.T, output string, dims ...int64) *onnxio
 		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(13)}},
 		Graph:       b.gp,
 	}
-	data, err := proto.Marshal(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxio.Parse(data)
+	m, err := onnxio.FromProto(mp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,12 @@ func Parse(data []byte) (*Model, error) {
 	if err := proto.Unmarshal(data, mp); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotONNX, err)
 	}
+	return FromProto(mp)
+}
+
+// FromProto is Parse of a decoded ModelProto (a model built in memory): it takes ownership of mp
+// and checks its graph as Parse does.
+func FromProto(mp *onnxpb.ModelProto) (*Model, error) {
 	if mp.GetIrVersion() <= 0 || mp.Graph == nil {
 		return nil, fmt.Errorf("%w: no IR version or no graph", ErrNotONNX)
 	}

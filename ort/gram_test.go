@@ -273,11 +273,7 @@ func wideModel(t *testing.T) *onnxio.Model {
 			},
 		},
 	}
-	b, err := proto.Marshal(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxio.Parse(b)
+	m, err := onnxio.FromProto(mp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,16 +58,18 @@ func (b *graphBuilder) model(t *testing.T, opset int64, in string, c int, outs .
 	vi := func(name string) *onnxpb.ValueInfoProto {
 		return onnxio.TensorInfo(name, onnxpb.TensorProto_FLOAT, []int64{-1, int64(c), 6, 7})
 	}
-	g := &onnxpb.GraphProto{Name: proto.String("g"), Node: b.nodes, Initializer: b.inits, Input: []*onnxpb.ValueInfoProto{vi(in)}}
+	g := &onnxpb.GraphProto{Name: proto.String("g"), Input: []*onnxpb.ValueInfoProto{vi(in)}}
+	for _, n := range b.nodes {
+		g.Node = append(g.Node, proto.Clone(n).(*onnxpb.NodeProto))
+	}
+	for _, t := range b.inits {
+		g.Initializer = append(g.Initializer, proto.Clone(t).(*onnxpb.TensorProto))
+	}
 	for _, o := range outs {
 		g.Output = append(g.Output, &onnxpb.ValueInfoProto{Name: proto.String(o)})
 	}
 	mp := &onnxpb.ModelProto{IrVersion: proto.Int64(7), Graph: g, OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: proto.Int64(opset)}}}
-	data, err := proto.Marshal(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxio.Parse(data)
+	m, err := onnxio.FromProto(mp) // owns g, so the builder's nodes and constants were cloned
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,8 +152,7 @@ func TestImageDefaults(t *testing.T) {
 				Node:   []*onnxpb.NodeProto{pnode("id", "Identity", []string{"x"}, []string{"y"})},
 			},
 		}
-		b, _ := proto.Marshal(mp)
-		m, err := onnxio.Parse(b)
+		m, err := onnxio.FromProto(mp)
 		if err != nil {
 			t.Fatal(err)
 		}
