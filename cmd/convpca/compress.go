@@ -67,7 +67,7 @@ func compressCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-latency-gate", Usage: "with --target-latency: apply every factorization the table says is faster, even within the measurement noise"},
 			&cli.IntFlag{Name: "latency-batch", Usage: "samples per timed run of the latency tables (default: --batch)"},
 			&cli.BoolFlag{Name: "sequential", Usage: "take each layer's statistics from the model with the earlier layers already compressed (one pass over the data per layer)"},
-			&cli.StringFlag{Name: "alloc", Value: rewrite.AllocEnergy, Usage: "what --target-macs allocation minimises: energy (discarded eigenvalue mass) or sensitivity (measured output change)"},
+			&cli.StringFlag{Name: "alloc", Value: rewrite.AllocEnergy, Usage: "what --target-macs and --target-latency allocation minimises: energy (discarded eigenvalue mass) or sensitivity (measured output change)"},
 			&cli.BoolFlag{Name: "refit", Usage: "with --sequential: refit each reduced core by least squares to reproduce the original model's outputs"},
 			&cli.Float64Flag{Name: "ridge", Value: rewrite.DefaultRidge, Usage: "relative ridge of the refit (times the mean regressor energy)"},
 			&cli.Float64Flag{Name: "max-drop", Usage: "find the smallest --target-macs whose top-1 accuracy drop on --eval-data/--eval-labels is at most `P` points"},

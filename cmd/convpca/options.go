@@ -52,7 +52,7 @@ func openData(path string, m *onnxio.Model) (dataset.Reader, error) {
 
 // simplifyFlag turns rewrite.Simplify off, for compress and calibrate (which must agree: the
 // statistics of one are for the graph of the other).
-var simplifyFlag = &cli.BoolFlag{Name: "no-simplify", Usage: "keep elementwise ops by constants next to Convs and hard-swish as they are, instead of folding them into the Convs and writing HardSigmoid (exact up to float32 rounding; see README)"}
+var simplifyFlag = &cli.BoolFlag{Name: "no-simplify", Usage: "keep the graph as given: no folding of elementwise ops by constants into the Convs next to them, no HardSigmoid for hard-swish, no depthwise Convs for onnxruntime's CPU layout (all exact up to float32 rounding; see README)"}
 
 // prepareModel loads an ONNX model (loadModel) and, unless noSimplify, simplifies its graph
 // (rewrite.Simplify), telling log what changed.
