@@ -43,6 +43,12 @@ func MatchConv(g *onnxio.Graph, n *onnxio.Node) (*Conv, string) {
 	if gr := n.AttrInt("group", 1); gr != 1 {
 		return nil, fmt.Sprintf("grouped conv (group=%d)", gr)
 	}
+	return convWeights(g, n)
+}
+
+// convWeights decodes the float32 constant weight (out x in/group x kernel...) and bias of
+// Conv node n, whatever its group, or says why it cannot.
+func convWeights(g *onnxio.Graph, n *onnxio.Node) (*Conv, string) {
 	wt := g.Initializer(n.Inputs[1])
 	if wt == nil {
 		return nil, notConstant(g, "weight", n.Inputs[1])

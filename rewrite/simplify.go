@@ -27,8 +27,8 @@ type Simplified struct {
 	Block   int `json:"block,omitempty"`
 }
 
-// Any reports whether Simplify changed anything.
-func (s Simplified) Any() bool { return s.Folded+s.HardSwish+s.HardSigmoid > 0 }
+// Any reports whether Simplify or Blocked changed anything.
+func (s Simplified) Any() bool { return s.Folded+s.HardSwish+s.HardSigmoid+s.Blocked > 0 }
 
 func (s Simplified) String() string {
 	t := fmt.Sprintf("%d elementwise ops folded into Convs, %d hard-swish and %d hard-sigmoid activations rewritten", s.Folded, s.HardSwish, s.HardSigmoid)
@@ -68,11 +68,7 @@ func Simplify(g *onnxio.Graph) (Simplified, error) {
 	if g.Opset() < 7 {
 		return s, nil
 	}
-	outputs := map[string]bool{}
-	for _, o := range g.Outputs() {
-		outputs[o] = true
-	}
-	f := folder{g: g, outputs: outputs}
+	f := newFolder(g)
 	// Hard-swish first: its last node (the division by 6) would otherwise be folded into the
 	// next Conv, leaving three nodes where two do.
 	s.HardSwish, s.HardSigmoid = f.hardSwish()
@@ -102,7 +98,15 @@ func isDefault(n *onnxio.Node) bool { return n.Domain == "" || n.Domain == "ai.o
 
 type folder struct {
 	g       *onnxio.Graph
-	outputs map[string]bool
+	outputs map[string]bool // g's outputs, which no rewrite may remove
+}
+
+func newFolder(g *onnxio.Graph) folder {
+	outputs := map[string]bool{}
+	for _, o := range g.Outputs() {
+		outputs[o] = true
+	}
+	return folder{g: g, outputs: outputs}
 }
 
 // only returns the single node that reads tensor t, or nil when t has several readers, none,
@@ -220,30 +224,21 @@ func at(v []float64, i int, def float64) float64 {
 	return v[i]
 }
 
-// convConsts decodes conv's float32 weight and bias (zeros when it has none).
+// convConsts decodes conv's float32 weight and bias (zeros when it has none), as MatchConv
+// does but for any group.
 func (f folder) convConsts(conv *onnxio.Node) (dims []int64, w, b []float64, ok bool) {
 	if len(conv.Inputs) < 2 || len(conv.Outputs) != 1 {
 		return nil, nil, nil, false
 	}
-	wt := f.g.Initializer(conv.Inputs[1])
-	if wt == nil || onnxpb.TensorProto_DataType(wt.GetDataType()) != onnxpb.TensorProto_FLOAT || len(wt.Dims) < 3 || wt.Dims[0] < 1 {
+	c, _ := convWeights(f.g, conv)
+	if c == nil {
 		return nil, nil, nil, false
 	}
-	w, err := onnxio.Float64s(wt)
-	if err != nil {
-		return nil, nil, nil, false
+	b = c.Bias
+	if b == nil {
+		b = make([]float64, c.Out())
 	}
-	b = make([]float64, wt.Dims[0])
-	if len(conv.Inputs) > 2 && conv.Inputs[2] != "" {
-		bt := f.g.Initializer(conv.Inputs[2])
-		if bt == nil || onnxpb.TensorProto_DataType(bt.GetDataType()) != onnxpb.TensorProto_FLOAT {
-			return nil, nil, nil, false
-		}
-		if b, err = onnxio.Float64s(bt); err != nil || len(b) != int(wt.Dims[0]) {
-			return nil, nil, nil, false
-		}
-	}
-	return wt.Dims, w, b, true
+	return c.Dims, c.Weight, b, true
 }
 
 // setConsts writes conv's new weight and bias as new initializers.
@@ -301,8 +296,7 @@ func (f folder) before(conv *onnxio.Node) bool {
 	}
 	group := int(conv.AttrInt("group", 1))
 	perGroup := int(dims[1])
-	in := perGroup * group
-	channels := in
+	channels := perGroup // one value per input channel (group 1)
 	if group != 1 {
 		channels = -1 // one value only
 	}
@@ -527,11 +521,7 @@ func Blocked(g *onnxio.Graph, block int) int {
 	if block < 2 || g.Opset() < 7 {
 		return 0
 	}
-	outputs := map[string]bool{}
-	for _, o := range g.Outputs() {
-		outputs[o] = true
-	}
-	f := folder{g: g, outputs: outputs}
+	f := newFolder(g)
 	n := 0
 	for _, node := range slices.Clone(g.Nodes) {
 		if !isDefault(node) || len(node.Outputs) != 1 {
