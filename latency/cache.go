@@ -50,13 +50,14 @@ type cacheKey struct {
 	BothLevels int    `json:"both_levels"`
 	Checks     int    `json:"checks"`
 	Settle     int    `json:"settle,omitempty"`
+	Context    int    `json:"context,omitempty"`
 }
 
 func (o Options) key(l Layer, runtime string) cacheKey {
 	return cacheKey{
 		Format: cacheFormat, Layer: l.canonical(), Runtime: runtime, Threads: o.Runtime.Threads,
 		CPU: o.CPU.String(), Multiple: o.Multiple, Small: SmallRanks(o.Multiple), Levels: o.Levels, BothLevels: o.BothLevels, Checks: o.Checks,
-		Settle: o.Settle,
+		Settle: o.Settle, Context: o.Context,
 	}
 }
 

@@ -116,3 +116,12 @@ func RankMultiple(c CPU) int {
 	}
 	return 4
 }
+
+// NCHWcBlock is the channel block of onnxruntime's blocked NCHWc layout on this CPU (MLAS's
+// block width, RankMultiple), or 0 where onnxruntime does not use the layout (without AVX).
+func NCHWcBlock(c CPU) int {
+	if b := RankMultiple(c); b >= 8 {
+		return b
+	}
+	return 0
+}

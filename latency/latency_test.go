@@ -1,6 +1,7 @@
 package latency
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -686,10 +687,20 @@ func runOnce(t *testing.T, p Program, x []float32) ([]float32, []int64) {
 
 // TestBuildFullRank: every candidate model runs in onnxruntime with the shapes the layer
 // predicts, and at full rank with identity down and up factors and the original weights in the
-// core (and its bias on up), each factorized model gives the original layer's outputs.
+// core (and its bias on up), each factorized model gives the original layer's outputs; with
+// and without context (Options.Context), which must not change what a program computes.
 func TestBuildFullRank(t *testing.T) {
 	needRuntime(t)
-	for _, l := range ortLayers {
+	for _, block := range []int{0, 8} {
+		for _, l := range ortLayers {
+			buildFullRank(t, l, block)
+		}
+	}
+}
+
+// buildFullRank checks the programs of l with context block (0: none): see TestBuildFullRank.
+func buildFullRank(t *testing.T, l Layer, block int) {
+	{
 		orig := map[string][]float32{}
 		wf := func(role string, out, in int, kernel int64) []float32 {
 			switch role {
@@ -714,7 +725,7 @@ func TestBuildFullRank(t *testing.T) {
 			orig[role] = w
 			return w
 		}
-		p, err := build(l, spec{}, wf)
+		p, err := build(l, spec{}, wf, block)
 		if err != nil {
 			t.Fatalf("%s: %v", l.Name, err)
 		}
@@ -727,15 +738,31 @@ func TestBuildFullRank(t *testing.T) {
 		for i := range x {
 			x[i] = float32(rng.NormFloat64())
 		}
-		want, shape := runOnce(t, p, x)
+		// The context's identity depthwise Convs sit on each side whose channels are a
+		// multiple of the block, of 2-D Convs only.
+		ctx := l.Op == "Conv" && len(l.Kernel) == 2 && block > 0
+		for _, side := range []struct {
+			name string
+			c    int
+		}{{"context_in", l.In}, {"context_out", l.Out}} {
+			if got, want := bytes.Contains(p.Model, []byte(side.name)), ctx && side.c%block == 0; got != want {
+				t.Errorf("%s, block %d: %s in the program: %v, want %v", l.Name, block, side.name, got, want)
+			}
+		}
+		// The reference: the original without context.
+		p0, err := build(l, spec{}, wf, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", l.Name, err)
+		}
+		want, shape := runOnce(t, p0, x)
 		if !slices.Equal(shape, l.outDims(l.Out)) {
 			t.Errorf("%s: output shape %v, predicted %v", l.Name, shape, l.outDims(l.Out))
 		}
-		for _, s := range []spec{{chain, l.In, l.Out}, {chain, l.In, 0}, {chain, 0, l.Out}} {
+		for _, s := range []spec{{}, {chain, l.In, l.Out}, {chain, l.In, 0}, {chain, 0, l.Out}} {
 			if !l.Bias && s.K > 0 {
 				orig["bias"] = make([]float32, l.Out)
 			}
-			p, err := build(l, s, wf)
+			p, err := build(l, s, wf, block)
 			if err != nil {
 				t.Fatalf("%s %s: %v", l.Name, s, err)
 			}
@@ -751,7 +778,7 @@ func TestBuildFullRank(t *testing.T) {
 		// Every candidate and part runs with the predicted shapes (random weights).
 		half := func(n int) int { return max(n/2, 1) }
 		for _, s := range []spec{{chain, half(l.In), half(l.Out)}, {down, half(l.In), 0}, {core, half(l.In), half(l.Out)}, {core, 0, half(l.Out)}, {up, 0, half(l.Out)}} {
-			p, err := build(l, s, nil)
+			p, err := build(l, s, nil, block)
 			if err != nil {
 				t.Fatalf("%s %s: %v", l.Name, s, err)
 			}
@@ -812,7 +839,7 @@ func TestMeasureORT(t *testing.T) {
 	if err != nil || again.Cached != 1 || again.Runs != 0 {
 		t.Errorf("second Measure: cached %d, runs %d, %v", again.Cached, again.Runs, err)
 	}
-	p, err := build(l, spec{}, nil)
+	p, err := build(l, spec{}, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,12 @@ type Options struct {
 	// of each come before the confidence interval may stop them, and MaxRuns (0: 200) stop
 	// them anyway.
 	WarmUp, MinRuns, MaxRuns int
+	// Context is the NCHWc block of the context a 2-D Conv's programs are set in: an identity
+	// depthwise 1x1 Conv before and after the layer, so that it meets onnxruntime's blocked
+	// layout as it does in a model (see build's context). 0 means NCHWcBlock(CPU) where the
+	// default runner runs on onnxruntime's CPU provider (ort.Resolve), else none; negative:
+	// none.
+	Context int
 	// Settle is the number of untimed runs of a program right before each of its timed runs
 	// (0: 1; negative: none).
 	Settle int
@@ -104,6 +110,14 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()
+	}
+	if o.Context == 0 && o.Runner == nil {
+		if p, err := ort.Resolve(o.Runtime); err == nil && p == ort.CPU {
+			o.Context = NCHWcBlock(*o.CPU)
+		}
+	}
+	if o.Context < 0 {
+		o.Context = 0
 	}
 	if o.Runner == nil {
 		o.Runner = NewRunner(o.Runtime)
@@ -385,7 +399,7 @@ func relCI(xs []float64, q float64) float64 {
 func (m *meter) measureLayer(l Layer) (*LayerTimes, error) {
 	start := time.Now()
 	o := m.o
-	orig, err := build(l, spec{}, nil)
+	orig, err := build(l, spec{}, nil, m.o.Context)
 	if err != nil {
 		return nil, err
 	}
@@ -418,7 +432,7 @@ func (m *meter) measureLayer(l Layer) (*LayerTimes, error) {
 	}
 	progs := make([]Program, len(p.specs))
 	for i, s := range p.specs {
-		if progs[i], err = build(l, s, nil); err != nil {
+		if progs[i], err = build(l, s, nil, m.o.Context); err != nil {
 			return nil, err
 		}
 	}

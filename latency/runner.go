@@ -63,7 +63,7 @@ func (r *ortRunner) Identity() (string, error) {
 	provider := ort.CPU
 	if r.opts.Provider != ort.CPU {
 		// Auto may fall back to the CPU: ask a session which provider it got.
-		p, err := build(Layer{Op: "Gemm", In: 1, Out: 1, Input: []int{1}, Batch: 1}, spec{}, nil)
+		p, err := build(Layer{Op: "Gemm", In: 1, Out: 1, Input: []int{1}, Batch: 1}, spec{}, nil, 0)
 		if err != nil {
 			return "", err
 		}

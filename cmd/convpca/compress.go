@@ -306,9 +306,7 @@ func runCompress(o compressOptions, stdout, stderr io.Writer) (*rewrite.Report, 
 	block := 0
 	if !o.NoSimplify {
 		if p, err := ort.Resolve(o.Calibration.Runtime); err == nil && p == ort.CPU {
-			if block = latency.RankMultiple(latency.HostCPU()); block < 8 {
-				block = 0 // no blocked layout in onnxruntime without AVX
-			}
+			block = latency.NCHWcBlock(latency.HostCPU())
 		}
 	}
 	var lat *compress.Latency
