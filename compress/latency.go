@@ -133,13 +133,30 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 	if err != nil {
 		return nil, fmt.Errorf("latency: %w", err)
 	}
+	// Layers are described in the graph as it will run: with rewrite.Blocked, which changes
+	// which of their neighbours keep onnxruntime's blocked layout.
+	layout, byOutput := m.Graph, map[string]*onnxio.Node{}
+	if o.Blocked > 0 {
+		c := m.Clone()
+		rewrite.Blocked(c.Graph, o.Blocked)
+		layout = c.Graph
+		for _, n := range layout.Nodes {
+			if len(n.Outputs) == 1 {
+				byOutput[n.Outputs[0]] = n
+			}
+		}
+	}
 	var layers []latency.Layer
 	for _, n := range nodes {
 		shape, ok := samples[n.Inputs[0]]
 		if !ok {
 			return nil, fmt.Errorf("latency: layer %s: the shape of its input %q is unknown without calibration data", n.Label(), n.Inputs[0])
 		}
-		lay, reason := latency.FromNode(m.Graph, n, shape, batch)
+		ln := n
+		if c := byOutput[n.Outputs[0]]; c != nil {
+			ln = c
+		}
+		lay, reason := latency.FromNode(layout, ln, shape, batch)
 		if reason != "" {
 			if n.Op == "Gemm" && len(shape) > 1 {
 				continue // rewrite does not factorize a Gemm on more than two dimensions

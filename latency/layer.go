@@ -33,6 +33,13 @@ type Layer struct {
 	Input []int `json:"input"`
 	// Batch is the number of samples per run (0 means 1).
 	Batch int `json:"batch"`
+	// BlockedIn says that a 2-D Conv's input comes from a node onnxruntime's CPU provider runs
+	// in its blocked NCHWc layout, BlockedOut that every node reading its output takes it in
+	// that layout (FromNode reads both from the graph). Measure then times the layer with an
+	// identity depthwise Conv on those sides (Options.Context), so that it meets the layout it
+	// meets in the model.
+	BlockedIn  bool `json:"blocked_in,omitempty"`
+	BlockedOut bool `json:"blocked_out,omitempty"`
 }
 
 func (l Layer) batch() int { return max(l.Batch, 1) }

@@ -150,7 +150,9 @@ func build(l Layer, s spec, wf weightFunc, block int) (Program, error) {
 			b.pointwise("up", coreOut, y, s.K, l.Out, true)
 		}
 	}
-	x, y = b.context(x, y, inC, outC, block)
+	outerIn := s.Part == chain || s.Part == down || s.Part == core && s.R == 0
+	outerOut := s.Part == chain || s.Part == up || s.Part == core && s.K == 0
+	x, y = b.context(x, y, inC, outC, block, outerIn, outerOut)
 	dims := l.inDims(inC)
 	if s.Part == up {
 		dims = l.outDims(inC)
@@ -328,20 +330,20 @@ func int64s(v []int) []int64 {
 }
 
 // context sets a program of a 2-D Conv layer in the layout its neighbours give it in a model
-// that onnxruntime's CPU provider runs in the blocked NCHWc layout (block: MLAS's NCHWc block,
-// RankMultiple): an identity depthwise 1x1 Conv in front of the input x and behind the output
-// y, on each side whose channel count (in, out) is a multiple of block. onnxruntime converts a
-// tensor between NCHW and NCHWc only where a node that computes in one layout meets a node
-// that does not; inside a model, a layer's neighbours are mostly Convs, pools and activations
-// in NCHWc. Alone, a layer's original pays conversions at its input and output that it does
-// not pay in the model, while a candidate whose down projection is narrower than one block
-// (SmallRanks), which onnxruntime runs in NCHW, pays in the model the conversion it does not
-// pay alone: without context, the table overstated what such candidates save (on the bundled
-// MNIST model at batch 64, the layers' savings by 9-12%, and the whole model's predicted
-// latency by 20-26%). The two depthwise Convs are the same in a layer's original and in all of
-// its candidates, so they cancel in what a rank saves. It returns the program's new input and
+// that onnxruntime's CPU provider runs in its blocked NCHWc layout (block > 0: MLAS's NCHWc
+// block, NCHWcBlock): where the layer's input comes blocked (Layer.BlockedIn) an identity
+// depthwise 1x1 Conv goes in front of the program's input x, and where its output is taken
+// blocked (BlockedOut) one behind its output y, on the layer's own input and output only
+// (outerIn, outerOut: not on a rank-r tensor inside a factorization) and where the channels
+// (in, out) are a multiple of 4, which onnxruntime pads to the block. onnxruntime converts
+// between layouts only where a blocked node meets one that is not; alone, every program
+// starts and ends with such conversions, which the layer does not have in the model. The
+// depthwise Convs are the same in a layer's original and in all of its candidates, so they
+// cancel in what a rank saves. Measured: on the bundled MNIST model at batch 64, without
+// context, the tables overstated what the chosen ranks save by 9-12% and the compressed
+// model's predicted latency was 20-26% optimistic. It returns the program's new input and
 // output names.
-func (b *builder) context(x, y string, in, out, block int) (string, string) {
+func (b *builder) context(x, y string, in, out, block int, outerIn, outerOut bool) (string, string) {
 	l := b.l
 	if block <= 0 || l.Op != "Conv" || len(l.Kernel) != 2 {
 		return x, y
@@ -360,13 +362,17 @@ func (b *builder) context(x, y string, in, out, block int) (string, string) {
 			},
 		}
 	}
-	if in%block == 0 {
+	if outerIn && l.BlockedIn && in%nchwcAlign == 0 {
 		b.g.Node = append([]*onnxpb.NodeProto{dw("context_in", "context_x", x, in)}, b.g.Node...)
 		x = "context_x"
 	}
-	if out%block == 0 {
+	if outerOut && l.BlockedOut && out%nchwcAlign == 0 {
 		b.g.Node = append(b.g.Node, dw("context_out", y, "context_y", out))
 		y = "context_y"
 	}
 	return x, y
 }
+
+// nchwcAlign: onnxruntime runs a Conv blocked only where its input channels (unless fewer than
+// a block) and a depthwise Conv's channels are multiples of it, padding them to the block.
+const nchwcAlign = 4

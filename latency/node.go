@@ -8,7 +8,8 @@ import (
 // FromNode describes node n of g as a Layer when package rewrite can factorize it
 // (rewrite.MatchLayer: a Conv with group 1, a Gemm or a MatMul by a constant float weight),
 // with sample the shape of one sample of its input (without the batch) and batch samples per
-// run. Otherwise it returns the reason, as rewrite gives it.
+// run, and for a 2-D Conv whether its neighbours in g keep onnxruntime's blocked layout
+// (BlockedIn, BlockedOut). Otherwise it returns the reason, as rewrite gives it.
 func FromNode(g *onnxio.Graph, n *onnxio.Node, sample []int, batch int) (Layer, string) {
 	c, reason := rewrite.MatchLayer(g, n)
 	if c == nil {
@@ -28,6 +29,10 @@ func FromNode(g *onnxio.Graph, n *onnxio.Node, sample []int, batch int) (Layer, 
 		l.Strides, l.Pads, l.Dilations = ints(n.AttrInts("strides")), ints(n.AttrInts("pads")), ints(n.AttrInts("dilations"))
 		if a := n.Attr("auto_pad"); a != nil {
 			l.AutoPad = string(a.GetS())
+		}
+		if len(l.Kernel) == 2 {
+			l.BlockedIn = producedBlocked(g, n.Inputs[0], 0)
+			l.BlockedOut = takenBlocked(g, n, n.Outputs[0], 0)
 		}
 	case "Gemm":
 		l.TransB = n.AttrInt("transB", 0) != 0

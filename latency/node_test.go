@@ -18,9 +18,9 @@ func TestFromNode(t *testing.T) {
 		reason      string
 	}{
 		{"tiny/conv_pad_stride.onnx", "conv1", []int{3, 9, 9},
-			Layer{Name: "conv1", Op: "Conv", In: 3, Out: 8, Kernel: []int{3, 3}, Strides: []int{2, 2}, Pads: []int{1, 1, 1, 1}, Bias: true, Input: []int{3, 9, 9}, Batch: 4}, ""},
+			Layer{Name: "conv1", Op: "Conv", In: 3, Out: 8, Kernel: []int{3, 3}, Strides: []int{2, 2}, Pads: []int{1, 1, 1, 1}, Bias: true, Input: []int{3, 9, 9}, Batch: 4, BlockedOut: true}, ""},
 		{"tiny/conv_pad_stride.onnx", "conv2", []int{8, 5, 5},
-			Layer{Name: "conv2", Op: "Conv", In: 8, Out: 6, Kernel: []int{3, 3}, Dilations: []int{2, 2}, Input: []int{8, 5, 5}, Batch: 4}, ""},
+			Layer{Name: "conv2", Op: "Conv", In: 8, Out: 6, Kernel: []int{3, 3}, Dilations: []int{2, 2}, Input: []int{8, 5, 5}, Batch: 4, BlockedIn: true}, ""},
 		{"tiny/conv1d.onnx", "conv1d", []int{4, 20}, Layer{}, ""},
 		{"tiny/grouped.onnx", "conv_grouped", []int{4, 8, 8}, Layer{}, "grouped conv (group=2)"},
 		{"tiny/conv_pad_stride.onnx", "conv1", []int{4, 9, 9}, Layer{}, "layer conv1: Conv with kernel [3 3] on input [4 9 9] (want C x spatial with C = 3)"},
@@ -47,6 +47,41 @@ func TestFromNode(t *testing.T) {
 			if err := l.Check(); err != nil {
 				t.Errorf("%s %s: %v", tc.model, tc.node, err)
 			}
+		}
+	}
+}
+
+// TestLayout: which neighbours of a layer keep onnxruntime's blocked layout, on graphs whose
+// nodes were read against nchwc_transformer.cc: a graph input or output, Flatten and an Add
+// with a constant break it; a Conv, a pool, and an activation fused into the Conv before it
+// keep it.
+func TestLayout(t *testing.T) {
+	for _, tc := range []struct {
+		model, node     string
+		wantIn, wantOut bool
+	}{
+		{"mnist_cnn.onnx", "/0/Conv", false, true},              // graph input; LeakyRelu fused, then a Conv
+		{"mnist_cnn.onnx", "/2/Conv", true, true},               // LeakyRelu after a Conv; LeakyRelu, MaxPool
+		{"mnist_cnn.onnx", "/5/Conv", true, true},               // MaxPool
+		{"mnist_cnn.onnx", "/14/Conv", true, false},             // Flatten
+		{"tiny/affine_hardswish.onnx", "conv_a", false, false},  // Mul by a constant first
+		{"tiny/affine_hardswish.onnx", "conv_pw", false, false}, // Add of a constant before; graph output
+	} {
+		m, err := onnxio.Load(testmodels.Path(tc.model))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n *onnxio.Node
+		for _, x := range m.Graph.Nodes {
+			if x.Label() == tc.node {
+				n = x
+			}
+		}
+		if got := producedBlocked(m.Graph, n.Inputs[0], 0); got != tc.wantIn {
+			t.Errorf("%s %s: input blocked %v, want %v", tc.model, tc.node, got, tc.wantIn)
+		}
+		if got := takenBlocked(m.Graph, n, n.Outputs[0], 0); got != tc.wantOut {
+			t.Errorf("%s %s: output taken blocked %v, want %v", tc.model, tc.node, got, tc.wantOut)
 		}
 	}
 }

@@ -149,6 +149,35 @@ func TestAllocateTimeOutOfReach(t *testing.T) {
 	}
 }
 
+// TestAllocateTimeSlack: out of reach, a rank that costs less than reachSlack more time than
+// the fastest is raised back for the loss it recovers, and one that costs more is not.
+func TestAllocateTimeSlack(t *testing.T) {
+	for _, tc := range []struct {
+		at16  float64 // time of output rank 16 (rank 8: 1 ms, the original: 3 ms)
+		wantK int
+	}{{1.01, 16}, {1.05, 8}} {
+		p := synthPlan("a", 16, 32, 400, 0.7)
+		time := func(_ *Plan, r, k int) float64 {
+			switch {
+			case r == 0 && k == 0:
+				return 3
+			case k > 0 && k <= 8:
+				return 1
+			case k > 0 && k <= 16:
+				return tc.at16
+			}
+			return 2.9 // rank 24 and up, or the input side
+		}
+		opts := Options{Side: SideOutput, TargetTime: 0.1, RankMultiple: 8, Time: time}
+		if err := Allocate([]*Plan{p}, opts); err != nil {
+			t.Fatal(err)
+		}
+		if p.Rank != tc.wantK {
+			t.Errorf("rank 16 at %.2f ms against 1 ms at rank 8: rank %d, want %d", tc.at16, p.Rank, tc.wantK)
+		}
+	}
+}
+
 // TestLatencyGate: with times, any rule keeps each layer's fastest side and skips a layer whose
 // factorization is not faster than the original by more than the noise, saying both times;
 // --rank full applies it anyway; without times, MACs decide as before.

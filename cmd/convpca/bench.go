@@ -74,10 +74,12 @@ func benchCommand() *cli.Command {
 			"            with --threads (default 1) on random inputs, after 5 warm-up runs, and the\n" +
 			"            speed-up over the first model.\n" +
 			"  layers    the latency table of each compressible layer (Conv with group 1, Gemm, MatMul by a\n" +
-			"            constant weight) measured alone in onnxruntime at one --batch (default 1) and\n" +
-			"            --threads (default 1): the original and its factorizations (package latency) on a\n" +
-			"            grid of ranks, multiples of --rank-multiple (default: 16 with AVX-512, 8 with AVX2,\n" +
-			"            else 4) and a quarter and a half of it, with the best at a few rank levels, how well the grid and the sum of the\n" +
+			"            constant weight) measured in onnxruntime at one --batch (default 1) and --threads\n" +
+			"            (default 1), alone but for an identity depthwise Conv on either side (on the CPU\n" +
+			"            provider, so that it meets the blocked layout its neighbours give it in a model):\n" +
+			"            the original and its factorizations (package latency) on a grid of ranks, multiples\n" +
+			"            of --rank-multiple (default: 16 with AVX-512, 8 with AVX2, else 4) and a quarter and\n" +
+			"            a half of it, with the best at a few rank levels, how well the grid and the sum of the\n" +
 			"            chain's nodes predict a measured chain, and the sum of the layers against the whole\n" +
 			"            model. Layer shapes come from one run of the model on one batch of --calib DATA or\n" +
 			"            random data. Measurements are cached (--cache, default\n" +
