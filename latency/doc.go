@@ -35,16 +35,16 @@
 // nodes alone and the chain off the grid, and reports in Check how far the sum and the grid's
 // interpolation are from the measured chain.
 //
-// In a model, a layer's neighbours (Convs, pools, activations) mostly hand it its input, and
-// take its output, in onnxruntime's blocked NCHWc layout, and onnxruntime converts layouts only
-// where a node computing in one meets a node computing in the other. So where Options.Context
-// is set (by default on the CPU provider with AVX: NCHWcBlock), each program of a 2-D Conv is
-// timed between two identity depthwise 1x1 Convs, which run blocked wherever the channels are
-// a multiple of the block: the original then pays no conversion, as in the model, and a
-// candidate whose down projection is narrower than a block (run in NCHW) pays the one it pays
-// in the model. Without them, on the bundled MNIST model at batch 64, what the sub-block ranks
-// save was overstated by 9-12% and the compressed model's predicted latency was 20-26%
-// optimistic; with them, 6-14% off (either way).
+// In a model, a layer's neighbours (Convs, pools, activations fused into them) mostly hand it
+// its input, and take its output, in onnxruntime's blocked NCHWc layout, and onnxruntime
+// converts layouts only where a node computing in one meets a node computing in the other;
+// alone, every program would start and end with such conversions. So where Options.Context
+// is set (by default on the CPU provider with AVX: NCHWcBlock), a 2-D Conv's programs are
+// timed with an identity depthwise 1x1 Conv in front where the layer's input comes blocked in
+// the model (Layer.BlockedIn) and one behind where its output is taken blocked (BlockedOut),
+// as FromNode reads them from the graph. Without them, on the bundled MNIST model at batch 64,
+// what the chosen ranks save was overstated by 9-12% and the compressed model's predicted
+// latency was 20-26% optimistic; with them, 1-11%.
 //
 // The same overheads are in every candidate of a layer and in its original (same input and
 // output, same context): differences between them (what a rank saves) are sound, but the sum of the layers'

@@ -297,6 +297,15 @@ func (m *meter) group(ref *track, progs []Program, tracks []*track, first, total
 			return err
 		}
 	}
+	// The reference sat idle while the group's programs were opened and warmed: warm it again,
+	// or its first runs in the group, slow, would scale the whole group (see rounds). One
+	// rec table at batch 16 had every program of its last group read 3x too fast, by its 3
+	// runs each.
+	if first > 0 {
+		if err := m.warm(ref); err != nil {
+			return err
+		}
+	}
 	// This group's share of the time left.
 	stop := deadline
 	if left := time.Until(deadline); left > 0 && total > 0 {

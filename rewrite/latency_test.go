@@ -178,6 +178,30 @@ func TestAllocateTimeSlack(t *testing.T) {
 	}
 }
 
+// TestCheapestFullSide: a two-sided factorization with one side at full rank is never kept,
+// even where the times say it is the fastest.
+func TestCheapestFullSide(t *testing.T) {
+	p := synthPlan("a", 16, 32, 400, 0.7)
+	time := func(_ *Plan, r, k int) float64 {
+		if r > 0 && k > 0 {
+			return 0.1 // a noisy table: both sides "fastest"
+		}
+		return 1
+	}
+	opts := Options{Time: time}
+	for _, tc := range []struct{ r, k, wantR, wantK int }{
+		{8, 32, 8, 0},   // output side at full rank: input side alone
+		{16, 8, 0, 8},   // input side at full rank: output side alone
+		{8, 8, 8, 8},    // both reduced: both kept
+		{16, 32, 16, 0}, // both full: the input side alone
+	} {
+		r, k, _ := p.cheapest(opts, tc.r, tc.k)
+		if r != tc.wantR || k != tc.wantK {
+			t.Errorf("cheapest(%d, %d) = %d, %d, want %d, %d", tc.r, tc.k, r, k, tc.wantR, tc.wantK)
+		}
+	}
+}
+
 // TestLatencyGate: with times, any rule keeps each layer's fastest side and skips a layer whose
 // factorization is not faster than the original by more than the noise, saying both times;
 // --rank full applies it anyway; without times, MACs decide as before.
