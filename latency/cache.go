@@ -21,7 +21,7 @@ import (
 const CacheEnv = "CONVPCA_LATENCY_CACHE"
 
 // cacheFormat versions the cache files; changing how layers are measured or stored changes it.
-const cacheFormat = "convpca-latency/3"
+const cacheFormat = "convpca-latency/4"
 
 // DefaultCacheDir is where measurements are cached: $CONVPCA_LATENCY_CACHE, else
 // os.UserCacheDir()/convpca/latency (~/.cache/convpca/latency on Linux).
@@ -50,6 +50,7 @@ type cacheKey struct {
 	BothLevels int    `json:"both_levels"`
 	Checks     int    `json:"checks"`
 	Settle     int    `json:"settle,omitempty"`
+	Burst      int    `json:"burst,omitempty"`
 	Context    int    `json:"context,omitempty"`
 }
 
@@ -57,7 +58,7 @@ func (o Options) key(l Layer, runtime string) cacheKey {
 	return cacheKey{
 		Format: cacheFormat, Layer: l.canonical(), Runtime: runtime, Threads: o.Runtime.Threads,
 		CPU: o.CPU.String(), Multiple: o.Multiple, Small: SmallRanks(o.Multiple), Levels: o.Levels, BothLevels: o.BothLevels, Checks: o.Checks,
-		Settle: o.Settle, Context: o.Context,
+		Settle: o.Settle, Burst: o.Burst, Context: o.Context,
 	}
 }
 

@@ -891,16 +891,17 @@ func (t *coldTimer) Run() (time.Duration, error) {
 
 func (t *coldTimer) Close() error { return nil }
 
-// TestSettle: each timed run follows Options.Settle untimed runs of the same program, so that
-// programs timed side by side are timed with their own caches warm; Settle < 0 times them cold.
+// TestSettle: each turn of a program follows Options.Settle untimed runs of it, so that
+// programs timed side by side are timed with their own caches warm; Settle < 0 times them cold,
+// unless a burst of several runs (Options.Burst: the median of a turn's runs) warms them itself.
 func TestSettle(t *testing.T) {
 	progs := []Program{{Name: "a"}, {Name: "b"}, {Name: "c"}}
 	for _, tc := range []struct {
-		settle int
-		want   float64
-	}{{0, 1}, {2, 1}, {-1, 2}} { // -1: cold, unless a program's last run of one round happens to precede its first of the next
+		settle, burst int
+		want          float64
+	}{{0, 1, 1}, {2, 1, 1}, {-1, 1, 2}, {-1, 3, 1}, {0, 0, 1}} { // -1, burst 1: cold, unless a program's last run of one round happens to precede its first of the next
 		c := &coldRunner{}
-		pts, err := MeasureTogether(progs, Options{Runner: c, CPU: &fakeCPU, Settle: tc.settle, MinRuns: 5, MaxRuns: 5, NoCache: true})
+		pts, err := MeasureTogether(progs, Options{Runner: c, CPU: &fakeCPU, Settle: tc.settle, Burst: tc.burst, MinRuns: 5, MaxRuns: 5, NoCache: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -908,16 +909,20 @@ func TestSettle(t *testing.T) {
 		if tc.settle == 0 {
 			settle = 1
 		}
+		burst := tc.burst
+		if burst == 0 {
+			burst = 3
+		}
 		timed := 0
 		for _, p := range pts {
 			timed += p.Runs
-			if tc.settle >= 0 && p.Ms != tc.want || tc.settle < 0 && p.Ms <= 1 {
-				t.Errorf("settle %d: %+v, want %g ms", tc.settle, p, tc.want)
+			if tc.want == 1 && p.Ms != 1 || tc.want > 1 && p.Ms <= 1 {
+				t.Errorf("settle %d, burst %d: %+v, want %g ms", tc.settle, tc.burst, p, tc.want)
 			}
 		}
 		// Untimed: the reference's warm-up and settling runs too (it runs in every round).
-		if min := timed * (1 + settle); c.runs < min {
-			t.Errorf("settle %d: %d runs for %d timed, want at least %d", tc.settle, c.runs, timed, min)
+		if min := timed * (settle + burst); c.runs < min {
+			t.Errorf("settle %d, burst %d: %d runs for %d turns, want at least %d", tc.settle, tc.burst, c.runs, timed, min)
 		}
 	}
 }
