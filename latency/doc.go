@@ -44,7 +44,7 @@
 // the model (Layer.BlockedIn) and one behind where its output is taken blocked (BlockedOut),
 // as FromNode reads them from the graph. Without them, on the bundled MNIST model at batch 64,
 // what the chosen ranks save was overstated by 9-12% and the compressed model's predicted
-// latency was 20-26% optimistic; with them, 1-11%.
+// latency was 18-26% optimistic; with them (and bursts, below), within 8% either way.
 //
 // The same overheads are in every candidate of a layer and in its original (same input and
 // output, same context): differences between them (what a rank saves) are sound, but the sum of the layers'
@@ -57,20 +57,22 @@
 // compress, rewrite.Options.TimeNoise) applies a factorization only where it saves more.
 //
 // Timing: all programs of a layer (in groups of at most groupSize sessions, the original in
-// every group) run in rounds, in a new random order each round, after Options.WarmUp runs each,
-// so that every program's runs spread over the same stretch of time and the machine getting
-// slower or faster (other processes, clock frequency) shifts them all alike; each timed run comes
-// right after Options.Settle untimed runs of the same program, so that it finds the caches as a
-// model running over and over leaves them, not as the previous program did (timed straight after
-// other programs, a compressed MNIST model at batch 64 measured 2.27x faster than the original;
-// after one settling run 2.52x, after three 2.80x, and 3.2x run on its own); between groups,
-// times are scaled by the original's median in the group over its median overall. A program's
-// time is the median of its runs. Rounds stop once every median's 95% distribution-free
-// confidence interval is within Options.RelTol of it, or after Options.LayerBudget (each
-// program having run at least hardMinRuns times), or at Options.MaxRuns. With one intra-op
-// thread a run is timed by the CPU time of the thread that runs it (onnxruntime computes on the
-// caller's thread), which leaves out the time the system gives to other processes; else by the
-// wall clock.
+// every group, warmed again as each group starts) run in rounds, in a new random order each
+// round, after Options.WarmUp runs each, so that every program's runs spread over the same
+// stretch of time and the machine getting slower or faster (other processes, clock frequency)
+// shifts them all alike. Each turn of a program is Options.Settle untimed runs, so that it
+// finds the caches as a model running over and over leaves them, not as the previous program
+// did (timed straight after other programs, a compressed MNIST model at batch 64 measured 2.27x
+// faster than the original; after one settling run 2.52x, after three 2.80x, and 3.2x run on
+// its own), then Options.Burst runs timed back to back, whose median is the turn's time (timed
+// once per turn, the runs of an MNIST layer spread ±8-19% around their median after 41 to 77
+// turns; back to back, within ±5%). Between groups, times are scaled by the original's median
+// in the group over its median overall. A program's time is the median of its turns. Rounds
+// stop once every median's 95% distribution-free confidence interval is within Options.RelTol
+// of it, or after Options.LayerBudget (each program having had at least hardMinRuns turns), or
+// at Options.MaxRuns. With one intra-op thread a run is timed by the CPU time of the thread
+// that runs it (onnxruntime computes on the caller's thread), which leaves out the time the
+// system gives to other processes; else by the wall clock.
 //
 // Results are cached on disk (DefaultCacheDir, one JSON file per layer and setup): a layer
 // measured once with the same shapes, attributes, batch, onnxruntime library, provider, threads,

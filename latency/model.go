@@ -341,7 +341,7 @@ func int64s(v []int) []int64 {
 // depthwise Convs are the same in a layer's original and in all of its candidates, so they
 // cancel in what a rank saves. Measured: on the bundled MNIST model at batch 64, without
 // context, the tables overstated what the chosen ranks save by 9-12% and the compressed
-// model's predicted latency was 20-26% optimistic. It returns the program's new input and
+// model's predicted latency was 18-26% optimistic. It returns the program's new input and
 // output names.
 func (b *builder) context(x, y string, in, out, block int, outerIn, outerOut bool) (string, string) {
 	l := b.l

@@ -11,7 +11,7 @@ import (
 // Point is one measured candidate: input rank R and output rank K (0: side untouched; both 0:
 // the original layer), its median time Ms (milliseconds per run of one batch), the relative
 // width of the 95% confidence interval of the median (of its ratio to the original, for a
-// candidate) and the number of timed runs.
+// candidate) and the number of turns timed (each the median of Options.Burst runs).
 type Point struct {
 	R     int     `json:"r"`
 	K     int     `json:"k"`
