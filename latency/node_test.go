@@ -25,17 +25,8 @@ func TestFromNode(t *testing.T) {
 		{"tiny/grouped.onnx", "conv_grouped", []int{4, 8, 8}, Layer{}, "grouped conv (group=2)"},
 		{"tiny/conv_pad_stride.onnx", "conv1", []int{4, 9, 9}, Layer{}, "layer conv1: Conv with kernel [3 3] on input [4 9 9] (want C x spatial with C = 3)"},
 	} {
-		m, err := onnxio.Load(testmodels.Path(tc.model))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n *onnxio.Node
-		for _, x := range m.Graph.Nodes {
-			if x.Label() == tc.node {
-				n = x
-			}
-		}
-		l, reason := FromNode(m.Graph, n, tc.sample, 4)
+		g, n := testNode(t, tc.model, tc.node)
+		l, reason := FromNode(g, n, tc.sample, 4)
 		if reason != tc.reason {
 			t.Errorf("%s %s: reason %q, want %q", tc.model, tc.node, reason, tc.reason)
 			continue
@@ -67,21 +58,28 @@ func TestLayout(t *testing.T) {
 		{"tiny/affine_hardswish.onnx", "conv_a", false, false},  // Mul by a constant first
 		{"tiny/affine_hardswish.onnx", "conv_pw", false, false}, // Add of a constant before; graph output
 	} {
-		m, err := onnxio.Load(testmodels.Path(tc.model))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n *onnxio.Node
-		for _, x := range m.Graph.Nodes {
-			if x.Label() == tc.node {
-				n = x
-			}
-		}
-		if got := producedBlocked(m.Graph, n.Inputs[0], 0); got != tc.wantIn {
+		g, n := testNode(t, tc.model, tc.node)
+		if got := producedBlocked(g, n.Inputs[0], 0); got != tc.wantIn {
 			t.Errorf("%s %s: input blocked %v, want %v", tc.model, tc.node, got, tc.wantIn)
 		}
-		if got := takenBlocked(m.Graph, n, n.Outputs[0], 0); got != tc.wantOut {
+		if got := takenBlocked(g, n, n.Outputs[0], 0); got != tc.wantOut {
 			t.Errorf("%s %s: output taken blocked %v, want %v", tc.model, tc.node, got, tc.wantOut)
 		}
 	}
+}
+
+// testNode loads a test model and returns its graph and the node labelled label.
+func testNode(t *testing.T, model, label string) (*onnxio.Graph, *onnxio.Node) {
+	t.Helper()
+	m, err := onnxio.Load(testmodels.Path(model))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range m.Graph.Nodes {
+		if n.Label() == label {
+			return m.Graph, n
+		}
+	}
+	t.Fatalf("%s: no node %q", model, label)
+	return nil, nil
 }
