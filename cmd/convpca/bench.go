@@ -905,7 +905,7 @@ func benchLayers(o benchOptions, stdout, stderr io.Writer) error {
 	if o.Threads == 1 {
 		clock = "CPU time of the thread that runs it"
 	}
-	fmt.Fprintf(&b, "\nMilliseconds per run of a batch of %d, each layer alone (median of interleaved runs, each after a settling run, %s;\n"+
+	fmt.Fprintf(&b, "\nMilliseconds per run of a batch of %d, each layer alone but for identity depthwise Convs where its neighbours keep onnxruntime's blocked layout (median of interleaved turns, each a settling run and a burst of timed runs, %s;\n"+
 		"±%% is half the 95%% confidence interval of the original's median); ranks are multiples of %d, or %s below it (CPU: %s; %s), rounded up,\n"+
 		"levels are fractions of each side's channels, best is the fastest of input side, output side and both.\n"+
 		"onnxruntime %s, %s intra-op thread(s). %d layers measured, %d from the cache (%s), in %.1f s (%d runs).\n",
