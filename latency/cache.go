@@ -21,7 +21,7 @@ import (
 const CacheEnv = "CONVPCA_LATENCY_CACHE"
 
 // cacheFormat versions the cache files; changing how layers are measured or stored changes it.
-const cacheFormat = "convpca-latency/4"
+const cacheFormat = "convpca-latency/5"
 
 // DefaultCacheDir is where measurements are cached: $CONVPCA_LATENCY_CACHE, else
 // os.UserCacheDir()/convpca/latency (~/.cache/convpca/latency on Linux).

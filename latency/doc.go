@@ -58,21 +58,24 @@
 //
 // Timing: all programs of a layer (in groups of at most groupSize sessions, the original in
 // every group, warmed again as each group starts) run in rounds, in a new random order each
-// round, after Options.WarmUp runs each, so that every program's runs spread over the same
-// stretch of time and the machine getting slower or faster (other processes, clock frequency)
-// shifts them all alike. Each turn of a program is Options.Settle untimed runs, so that it
-// finds the caches as a model running over and over leaves them, not as the previous program
-// did (timed straight after other programs, a compressed MNIST model at batch 64 measured 2.27x
-// faster than the original; after one settling run 2.52x, after three 2.80x, and 3.2x run on
-// its own), then Options.Burst runs timed back to back, whose median is the turn's time (timed
-// once per turn, the runs of an MNIST layer spread ±8-19% around their median after 41 to 77
-// turns; back to back, within ±5%). Between groups, times are scaled by the original's median
-// in the group over its median overall. A program's time is the median of its turns. Rounds
-// stop once every median's 95% distribution-free confidence interval is within Options.RelTol
-// of it, or after Options.LayerBudget (each program having had at least hardMinRuns turns), or
-// at Options.MaxRuns. With one intra-op thread a run is timed by the CPU time of the thread
-// that runs it (onnxruntime computes on the caller's thread), which leaves out the time the
-// system gives to other processes; else by the wall clock.
+// round, after Options.WarmUp runs each; each turn of a candidate sits right beside a turn of
+// the original (which first, at random), and a candidate's time is the median of its turns'
+// ratios to the original's turns beside them, times the median of all of the original's
+// turns, so that the machine getting slower or faster (other processes, clock frequency, other
+// tenants of a virtual machine) shifts both sides of a ratio alike. Each turn is Options.Settle
+// untimed runs, so that a program finds the caches as a model running over and over leaves
+// them, not as the previous program did (timed straight after other programs, a compressed
+// MNIST model at batch 64 measured 2.27x faster than the original; after one settling run
+// 2.52x, after three 2.80x, and 3.2x run on its own), then Options.Burst runs timed back to
+// back, whose median is the turn's time (timed once per turn, the runs of an MNIST layer
+// spread ±8-19% around their median after 41 to 77 turns; back to back, within ±5%). On
+// MNIST, three fresh sets of paired tables predicted the compressed model 7-12% optimistic;
+// unpaired, three sets gave 1-8%, 14% and 27%. Rounds stop once every candidate's ratios have
+// a 95% distribution-free confidence interval of their median within Options.RelTol of it, or
+// after Options.LayerBudget (each program having had at least hardMinRuns turns), or at
+// Options.MaxRuns. With one intra-op thread a run is timed by the CPU time of the thread that
+// runs it (onnxruntime computes on the caller's thread), which leaves out the time the system
+// gives to other processes; else by the wall clock.
 //
 // Results are cached on disk (DefaultCacheDir, one JSON file per layer and setup): a layer
 // measured once with the same shapes, attributes, batch, onnxruntime library, provider, threads,

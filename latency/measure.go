@@ -219,10 +219,11 @@ type meter struct {
 
 // track is one opened program and its timings.
 type track struct {
-	name  string
-	timer Timer
-	ms    []float64 // timed runs, milliseconds
-	done  bool
+	name   string
+	timer  Timer
+	ms     []float64 // timed turns, milliseconds
+	ratios []float64 // a candidate's turns over the reference's turns beside them
+	done   bool
 }
 
 func (m *meter) open(p Program) (*track, error) {
@@ -265,18 +266,18 @@ func (m *meter) warm(t *track) error {
 }
 
 // rounds times the reference ref (open and warm) and the candidates: they are opened in groups
-// of at most groupSize-1, each warmed up, then run in rounds in random order with ref in every
-// round, until every candidate is done (see Options) or, past deadline, every one ran
-// hardMinRuns times. A program's time is the median of its runs: interleaving spreads the runs
-// of a group's programs over the same stretch of time, so that the machine getting slower or
-// faster (other processes, clock frequency) shifts them alike. Between groups, a candidate's
-// median is scaled by the median of all of ref's runs over that of ref's runs in its group.
+// of at most groupSize-1, each warmed up, then run in rounds, in random order, each turn of a
+// candidate right beside a turn of ref (which of the two first, at random), until every
+// candidate is done (see Options) or, past deadline, every one had hardMinRuns turns. A
+// candidate's time is the median of its turns' ratios to ref's turns beside them, times the
+// median of all of ref's turns: the machine getting slower or faster (other processes, clock
+// frequency, other tenants of a virtual machine) shifts both sides of a pair alike, so the
+// ratios hold where the turns themselves drift between rounds and groups.
 func (m *meter) rounds(ref *track, cands []Program, deadline time.Time) (Point, []Point, error) {
 	pts := make([]Point, len(cands))
-	var refGroups [][]float64 // ref's runs during each group
+	var groups [][]*track
 	for g := 0; g == 0 || g < len(cands); g += groupSize - 1 {
 		group := make([]*track, min(groupSize-1, len(cands)-g))
-		before := len(ref.ms)
 		err := m.group(ref, cands[g:g+len(group)], group, g, len(cands), deadline)
 		for _, t := range group {
 			if t != nil {
@@ -286,15 +287,12 @@ func (m *meter) rounds(ref *track, cands []Program, deadline time.Time) (Point, 
 		if err != nil {
 			return Point{}, nil, err
 		}
-		refGroups = append(refGroups, ref.ms[before:])
-		for i, t := range group {
-			pts[g+i] = t.point()
-		}
+		groups = append(groups, group)
 	}
 	all := Median(ref.ms)
-	for i := range pts {
-		if len(refGroups) > 1 {
-			pts[i].Ms *= all / Median(refGroups[i/(groupSize-1)])
+	for g, group := range groups {
+		for i, t := range group {
+			pts[g*(groupSize-1)+i] = Point{Ms: Median(t.ratios) * all, RelCI: relCI(t.ratios, 0.5), Runs: len(t.ratios)}
 		}
 	}
 	return ref.point(), pts, nil
@@ -317,10 +315,9 @@ func (m *meter) group(ref *track, progs []Program, tracks []*track, first, total
 			return err
 		}
 	}
-	// The reference sat idle while the group's programs were opened and warmed: warm it again,
-	// or its first runs in the group, slow, would scale the whole group (see rounds). One
-	// rec table at batch 16 had every program of its last group read 3x too fast, by its 3
-	// runs each.
+	// The reference sat idle while the group's programs were opened and warmed: warm it again
+	// (one rec table at batch 16, measured before turns were paired, had every program of its
+	// last group read 3x too fast).
 	if first > 0 {
 		if err := m.warm(ref); err != nil {
 			return err
@@ -332,38 +329,62 @@ func (m *meter) group(ref *track, progs []Program, tracks []*track, first, total
 		stop = time.Now().Add(left * time.Duration(len(progs)) / time.Duration(total-first))
 	}
 	o := m.o
-	finished := func(t *track) bool {
-		n := len(t.ms)
-		return n >= o.MaxRuns || n >= o.MinRuns && relCI(t.ms, 0.5) <= o.RelTol
+	finished := func(xs []float64) bool {
+		n := len(xs)
+		return n >= o.MaxRuns || n >= o.MinRuns && relCI(xs, 0.5) <= o.RelTol
+	}
+	turn := func(t *track) (float64, error) {
+		for range m.o.Settle {
+			if _, err := m.run(t); err != nil {
+				return 0, err
+			}
+		}
+		return m.burst(t)
 	}
 	for {
-		active := []*track{ref}
+		var active []*track
 		for _, t := range tracks {
 			if !t.done {
 				active = append(active, t)
 			}
 		}
-		if len(active) == 1 && (len(tracks) > 0 || ref.done) {
+		if len(tracks) > 0 && len(active) == 0 || len(tracks) == 0 && ref.done {
 			return nil
 		}
-		m.rng.Shuffle(len(active), func(i, j int) { active[i], active[j] = active[j], active[i] })
-		for _, t := range active {
-			for range m.o.Settle {
-				if _, err := m.run(t); err != nil {
-					return err
-				}
-			}
-			ms, err := m.burst(t)
+		if len(tracks) == 0 { // the reference alone (MeasureProgram)
+			ms, err := turn(ref)
 			if err != nil {
 				return err
 			}
-			t.ms = append(t.ms, ms)
-			t.done = finished(t)
+			ref.ms = append(ref.ms, ms)
+			ref.done = finished(ref.ms)
+		}
+		m.rng.Shuffle(len(active), func(i, j int) { active[i], active[j] = active[j], active[i] })
+		for _, t := range active {
+			pair := [2]*track{ref, t}
+			if m.rng.IntN(2) == 1 {
+				pair[0], pair[1] = t, ref
+			}
+			var ms [2]float64
+			for i, p := range pair {
+				var err error
+				if ms[i], err = turn(p); err != nil {
+					return err
+				}
+			}
+			r, c := ms[0], ms[1]
+			if pair[0] == t {
+				r, c = c, r
+			}
+			ref.ms = append(ref.ms, r)
+			t.ms = append(t.ms, c)
+			t.ratios = append(t.ratios, c/r)
+			t.done = finished(t.ratios)
 		}
 		if time.Now().After(stop) {
 			all := len(ref.ms) >= hardMinRuns
 			for _, t := range tracks {
-				all = all && len(t.ms) >= hardMinRuns
+				all = all && len(t.ratios) >= hardMinRuns
 			}
 			if all {
 				return nil
@@ -571,7 +592,7 @@ func (p plan) cost(l Layer, setup time.Duration, t0 float64, o Options) time.Dur
 	orig := float64(l.MACs(0, 0))
 	var ms float64
 	for _, s := range p.specs {
-		ms += t0*float64(s.macs(l))/orig + 0.02
+		ms += t0*float64(s.macs(l))/orig + 0.02 + t0 // and a turn of the original beside it
 	}
 	groups := (len(p.specs) + groupSize - 2) / (groupSize - 1)
 	ms += float64(groups) * t0
