@@ -96,9 +96,9 @@ func (lt *LayerTimes) Time(r, k int) float64 {
 }
 
 // Noise returns the relative noise of the difference between the time of candidate (r, k) and
-// the original's: the root sum of squares of the half widths of their medians' 95% confidence
-// intervals (RelCI / 2), the candidate's being the widest among the measured points Time
-// interpolates it from. A candidate is measurably faster than the original when its time is
+// the original's: the half width of the 95% confidence interval of the median of the
+// candidate's ratios to the original's turns beside them (RelCI / 2; Measure pairs them), the
+// widest among the measured points Time interpolates it from. A candidate is measurably faster than the original when its time is
 // below (1 - Noise) times the original's. Noise(0, 0) is 0.
 func (lt *LayerTimes) Noise(r, k int) float64 {
 	l := lt.Layer
@@ -136,7 +136,7 @@ func (lt *LayerTimes) Noise(r, k int) float64 {
 			}
 		}
 	}
-	return math.Hypot(ci/2, lt.Original.RelCI/2)
+	return ci / 2
 }
 
 func b2i(b bool) int {
