@@ -141,14 +141,14 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 	if err != nil {
 		return nil, fmt.Errorf("latency: %w", err)
 	}
-	// Layers are described in the graph as it will run: with rewrite.Blocked, which changes
-	// which of their neighbours keep onnxruntime's blocked layout.
-	layout, byOutput := m.Graph, map[string]*onnxio.Node{}
+	// The original as it will run: with rewrite.Blocked, which changes which of the layers'
+	// neighbours keep onnxruntime's blocked layout (layers are described in it) and is timed
+	// beside the compressed model.
+	timed, byOutput := m, map[string]*onnxio.Node{}
 	if o.Blocked > 0 {
-		c := m.Clone()
-		rewrite.Blocked(c.Graph, o.Blocked)
-		layout = c.Graph
-		for _, n := range layout.Nodes {
+		timed = m.Clone()
+		rewrite.Blocked(timed.Graph, o.Blocked)
+		for _, n := range timed.Graph.Nodes {
 			if len(n.Outputs) == 1 {
 				byOutput[n.Outputs[0]] = n
 			}
@@ -164,7 +164,7 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 		if c := byOutput[n.Outputs[0]]; c != nil {
 			ln = c
 		}
-		lay, reason := latency.FromNode(layout, ln, shape, batch)
+		lay, reason := latency.FromNode(timed.Graph, ln, shape, batch)
 		if reason != "" {
 			if n.Op == "Gemm" && len(shape) > 1 {
 				continue // rewrite does not factorize a Gemm on more than two dimensions
@@ -210,11 +210,6 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 	default:
 		l.input = in.Name
 		l.dims = append([]int64{int64(batch)}, sample...)
-		timed := m
-		if o.Blocked > 0 {
-			timed = m.Clone()
-			rewrite.Blocked(timed.Graph, o.Blocked)
-		}
 		p, err := latency.ModelProgram("original", timed, in.Name, l.dims)
 		if err != nil {
 			return nil, err

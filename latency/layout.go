@@ -1,6 +1,10 @@
 package latency
 
-import "github.com/convpca/convpca/onnxio"
+import (
+	"slices"
+
+	"github.com/convpca/convpca/onnxio"
+)
 
 // Which of a layer's neighbours keep onnxruntime's blocked layout. onnxruntime's CPU provider
 // (NchwcTransformer, onnxruntime/core/optimizer/nchwc_transformer.cc, read at 1.18) runs 2-D
@@ -64,13 +68,8 @@ func inputsBlocked(g *onnxio.Graph, n *onnxio.Node, skip string, depth int) bool
 // takenBlocked reports whether every consumer of tensor name (the output of from) takes it
 // blocked, and it is no graph output.
 func takenBlocked(g *onnxio.Graph, from *onnxio.Node, name string, depth int) bool {
-	for _, o := range g.Outputs() {
-		if o == name {
-			return false
-		}
-	}
 	cs := g.Consumers(name)
-	if len(cs) == 0 || depth > maxLayoutDepth {
+	if len(cs) == 0 || depth > maxLayoutDepth || slices.Contains(g.Outputs(), name) {
 		return false
 	}
 	for _, c := range cs {

@@ -119,18 +119,27 @@ func (o Options) withDefaults() Options {
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()
 	}
-	if o.Context == 0 && o.Runner == nil {
-		if p, err := ort.Resolve(o.Runtime); err == nil && p == ort.CPU {
-			o.Context = NCHWcBlock(*o.CPU)
-		}
-	}
-	if o.Context < 0 {
-		o.Context = 0
-	}
 	if o.Runner == nil {
 		o.Runner = NewRunner(o.Runtime)
 	}
 	return o
+}
+
+// context returns the NCHWc block Measure sets 2-D Convs' programs in (see Options.Context),
+// cpu being the processor of the default runner; o as the caller gave it.
+func (o Options) context(cpu CPU) int {
+	switch {
+	case o.Context < 0:
+		return 0
+	case o.Context > 0:
+		return o.Context
+	case o.Runner != nil:
+		return 0
+	}
+	if p, err := ort.Resolve(o.Runtime); err == nil && p == ort.CPU {
+		return NCHWcBlock(cpu)
+	}
+	return 0
 }
 
 func (o Options) warn(format string, a ...any) {
@@ -153,6 +162,7 @@ func Measure(layers []Layer, opts Options) (*Table, error) {
 	if len(layers) == 0 {
 		return t, nil
 	}
+	o.Context = opts.context(*o.CPU)
 	ident, err := o.Runner.Identity()
 	if err != nil {
 		return nil, err
@@ -221,7 +231,7 @@ type meter struct {
 type track struct {
 	name   string
 	timer  Timer
-	ms     []float64 // timed turns, milliseconds
+	ms     []float64 // the reference's timed turns, milliseconds
 	ratios []float64 // a candidate's turns over the reference's turns beside them
 	done   bool
 }
@@ -274,10 +284,9 @@ func (m *meter) warm(t *track) error {
 // frequency, other tenants of a virtual machine) shifts both sides of a pair alike, so the
 // ratios hold where the turns themselves drift between rounds and groups.
 func (m *meter) rounds(ref *track, cands []Program, deadline time.Time) (Point, []Point, error) {
-	pts := make([]Point, len(cands))
-	var groups [][]*track
+	tracks := make([]*track, len(cands))
 	for g := 0; g == 0 || g < len(cands); g += groupSize - 1 {
-		group := make([]*track, min(groupSize-1, len(cands)-g))
+		group := tracks[g:min(g+groupSize-1, len(cands))]
 		err := m.group(ref, cands[g:g+len(group)], group, g, len(cands), deadline)
 		for _, t := range group {
 			if t != nil {
@@ -287,13 +296,11 @@ func (m *meter) rounds(ref *track, cands []Program, deadline time.Time) (Point, 
 		if err != nil {
 			return Point{}, nil, err
 		}
-		groups = append(groups, group)
 	}
 	all := Median(ref.ms)
-	for g, group := range groups {
-		for i, t := range group {
-			pts[g*(groupSize-1)+i] = Point{Ms: Median(t.ratios) * all, RelCI: relCI(t.ratios, 0.5), Runs: len(t.ratios)}
-		}
+	pts := make([]Point, len(cands))
+	for i, t := range tracks {
+		pts[i] = Point{Ms: Median(t.ratios) * all, RelCI: relCI(t.ratios, 0.5), Runs: len(t.ratios)}
 	}
 	return ref.point(), pts, nil
 }
@@ -377,7 +384,6 @@ func (m *meter) group(ref *track, progs []Program, tracks []*track, first, total
 				r, c = c, r
 			}
 			ref.ms = append(ref.ms, r)
-			t.ms = append(t.ms, c)
 			t.ratios = append(t.ratios, c/r)
 			t.done = finished(t.ratios)
 		}

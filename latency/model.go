@@ -348,26 +348,22 @@ func (b *builder) context(x, y string, in, out, block int, outerIn, outerOut boo
 	if block <= 0 || l.Op != "Conv" || len(l.Kernel) != 2 {
 		return x, y
 	}
-	dw := func(name, from, to string, c int) *onnxpb.NodeProto {
+	dw := func(name, from, to string, c int) {
 		w := make([]float32, c)
 		for i := range w {
 			w[i] = 1
 		}
-		return &onnxpb.NodeProto{
-			Name: proto.String(name), OpType: proto.String("Conv"),
-			Input:  []string{from, b.init(name+"_W", []int64{int64(c), 1, 1, 1}, w)},
-			Output: []string{to},
-			Attribute: []*onnxpb.AttributeProto{
-				onnxio.IntsAttr("kernel_shape", []int64{1, 1}), onnxio.IntAttr("group", int64(c)),
-			},
-		}
+		b.node("Conv", name, []string{from, b.init(name+"_W", []int64{int64(c), 1, 1, 1}, w)}, to,
+			onnxio.IntsAttr("kernel_shape", []int64{1, 1}), onnxio.IntAttr("group", int64(c)))
 	}
 	if outerIn && l.BlockedIn && in%nchwcAlign == 0 {
-		b.g.Node = append([]*onnxpb.NodeProto{dw("context_in", "context_x", x, in)}, b.g.Node...)
+		dw("context_in", "context_x", x, in)
+		nodes := b.g.Node // the new node goes first, before the nodes that read x
+		b.g.Node = append([]*onnxpb.NodeProto{nodes[len(nodes)-1]}, nodes[:len(nodes)-1]...)
 		x = "context_x"
 	}
 	if outerOut && l.BlockedOut && out%nchwcAlign == 0 {
-		b.g.Node = append(b.g.Node, dw("context_out", y, "context_y", out))
+		dw("context_out", y, "context_y", out)
 		y = "context_y"
 	}
 	return x, y
