@@ -85,7 +85,7 @@ type Latency struct {
 	provider ort.Provider
 	multiple int
 	layers   []timedLayer // the timed layers of the main graph, in graph order
-	byKey    map[string]*latency.LayerTimes
+	byKey    map[string]int // a layer's output tensor -> its index in Table.Layers
 	// orig is the whole original model as a program, nil when it cannot be timed (note says
 	// why); dims is its input's shape.
 	orig  *latency.Program
@@ -116,7 +116,7 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 	if batch <= 0 {
 		batch = ort.DefaultBatch
 	}
-	l := &Latency{opts: o, threads: copts.Runtime.Threads, provider: copts.Runtime.Provider, warn: copts.Runtime.Warn, byKey: map[string]*latency.LayerTimes{}}
+	l := &Latency{opts: o, threads: copts.Runtime.Threads, provider: copts.Runtime.Provider, warn: copts.Runtime.Warn, byKey: map[string]int{}}
 	if l.provider == "" {
 		l.provider = ort.Auto
 	}
@@ -198,7 +198,7 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 	}
 	for i, lt := range l.Table.Layers {
 		l.layers[i].lt = lt
-		l.byKey[l.layers[i].key] = lt
+		l.byKey[l.layers[i].key] = i
 	}
 
 	// The whole model, to time against the compressed one once written.
@@ -342,21 +342,61 @@ func contains(v []string, s string) bool {
 
 // table returns the latency table of a plan's layer.
 func (l *Latency) table(p *rewrite.Plan) *latency.LayerTimes {
+	return l.Table.Layers[l.index(p)]
+}
+
+// index returns the index in Table.Layers of a plan's layer.
+func (l *Latency) index(p *rewrite.Plan) int {
 	n := p.Node()
 	if n == nil || len(n.Outputs) == 0 {
 		panic(fmt.Sprintf("compress: layer %s has no node to time", p.Name))
 	}
-	lt := l.byKey[n.Outputs[0]]
-	if lt == nil {
+	i, ok := l.byKey[n.Outputs[0]]
+	if !ok {
 		panic(fmt.Sprintf("compress: layer %s (output %q) was not timed", p.Name, n.Outputs[0]))
 	}
-	return lt
+	return i
+}
+
+// Remeasure times again, each beside its original layer, the factorizations the plans apply
+// (latency.Refine), and returns how many it timed: rewrite.Options.Remeasure.
+func (l *Latency) Remeasure(plans []*rewrite.Plan) (int, error) {
+	var cands []latency.Candidate
+	for _, p := range plans {
+		if p.Factorizable() && p.Reason == "" {
+			cands = append(cands, latency.Candidate{Layer: l.index(p), R: p.InRank, K: p.Rank})
+		}
+	}
+	done, err := latency.Refine(l.Table, cands, l.opts.Measure)
+	for _, d := range done {
+		lt := l.Table.Layers[d.Layer]
+		l.opts.log("latency of %s at %s timed again: %.3f ms in the table, %.3f ms (±%.1f%%, %d turns beside the original's %.3f ms)",
+			lt.Layer.Name, rankPair(d.Point.R, d.Point.K), d.Before, d.Point.Ms, 50*d.Point.RelCI, d.Point.Runs, lt.Original.Ms)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("latency: %w", err)
+	}
+	return len(done), nil
+}
+
+// rankPair says which sides a factorization keeps at which ranks: "input 8", "output 16",
+// "ranks 8:16".
+func rankPair(r, k int) string {
+	switch {
+	case k == 0:
+		return fmt.Sprintf("input %d", r)
+	case r == 0:
+		return fmt.Sprintf("output %d", k)
+	}
+	return fmt.Sprintf("ranks %d:%d", r, k)
 }
 
 // Rewrite returns opts with the layers' times as the cost: each layer keeps the fastest of its
 // factorizations, one not faster than its original (by the noise, with Gate) is skipped, and
 // with Target the ranks are allocated for time (rewrite.Options.Time, TimeNoise, TargetTime).
-// The ranks below the tables' multiple that they measured are allowed too (SmallRanks).
+// The ranks below the tables' multiple that they measured are allowed too (SmallRanks). The
+// factorizations chosen are timed again, each beside its layer, and chosen again from the
+// refined times (Remeasure, rewrite.Options.Remeasure).
 func (l *Latency) Rewrite(opts rewrite.Options) rewrite.Options {
 	opts.Time = func(p *rewrite.Plan, r, k int) float64 { return l.table(p).Time(r, k) }
 	opts.SmallRanks = latency.SmallRanks(l.multiple)
@@ -366,6 +406,7 @@ func (l *Latency) Rewrite(opts rewrite.Options) rewrite.Options {
 		opts.TimeNoise = func(p *rewrite.Plan, r, k int) float64 { return math.Max(margin, l.table(p).Noise(r, k)) }
 	}
 	opts.TargetTime = l.opts.Target
+	opts.Remeasure = l.Remeasure
 	return opts
 }
 

@@ -185,6 +185,12 @@ func (e cacheEntry) check(key cacheKey) error {
 			return fmt.Errorf("bad two-sided point %+v", p)
 		}
 	}
+	for i, p := range lt.Refined {
+		r, k := lt.Round(p.R, p.K)
+		if !ok(p) || p.R < 0 || p.K < 0 || r != p.R || k != p.K || r == 0 && k == 0 || i > 0 && !(lt.Refined[i-1].R < r || lt.Refined[i-1].R == r && lt.Refined[i-1].K < k) {
+			return fmt.Errorf("bad refined point %+v", p)
+		}
+	}
 	for _, c := range lt.Checks {
 		for _, v := range []float64{c.Chain, c.Interp, c.Down, c.Core, c.Up} {
 			if !(v > 0) || math.IsInf(v, 0) {

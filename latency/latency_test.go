@@ -392,6 +392,11 @@ func TestCacheCorrupt(t *testing.T) {
 		{"unsorted ranks", edit(func(c *cacheEntry) { slices.Reverse(c.Times.Input) })},
 		{"incomplete grid", edit(func(c *cacheEntry) { c.Times.Output = c.Times.Output[:len(c.Times.Output)-1] })},
 		{"zero check", edit(func(c *cacheEntry) { c.Times.Checks = append(c.Times.Checks, Check{}) })},
+		{"refined off the grid", edit(func(c *cacheEntry) { c.Times.Refined = []Point{{R: 7, Ms: 1, Runs: 20}} })},
+		{"refined original", edit(func(c *cacheEntry) { c.Times.Refined = []Point{{Ms: 1, Runs: 20}} })},
+		{"refined negative rank", edit(func(c *cacheEntry) { c.Times.Refined = []Point{{R: -8, Ms: 1, Runs: 20}} })},
+		{"refined zero time", edit(func(c *cacheEntry) { c.Times.Refined = []Point{{R: 8, Runs: 20}} })},
+		{"refined twice", edit(func(c *cacheEntry) { c.Times.Refined = []Point{{R: 8, Ms: 1}, {R: 8, Ms: 2}} })},
 		{"huge number", []byte(strings.Replace(string(good), `"ms": `, `"ms": 1e999`, 1))},
 	} {
 		if err := os.WriteFile(files[0], tc.data, 0o644); err != nil {
@@ -424,6 +429,73 @@ func TestCacheCorrupt(t *testing.T) {
 	o.Warn = func(msg string) { warned = msg }
 	if _, err := Measure(fakeLayers[:1], o); err != nil || !strings.Contains(warned, "not written") {
 		t.Errorf("unwritable cache: err %v, warning %q", err, warned)
+	}
+}
+
+// TestRefine: a candidate whose table time was lucky (its runs 40% fast while the table was
+// measured) is timed again beside its original: Time and Noise then give the refined point,
+// a layer of the same shape shares it, the cache keeps it, and a second Refine times nothing.
+func TestRefine(t *testing.T) {
+	lucky := true
+	f := &fakeRunner{ident: "fake", ms: func(p Program, n int) float64 {
+		v := macsTime(p, n)
+		if lucky && p.Name == "input r=8" {
+			v *= 0.6
+		}
+		return v
+	}}
+	dir := t.TempDir()
+	o := fakeOptions(dir, f)
+	twin := convLayer
+	twin.Name = "twin"
+	tab, err := Measure([]Layer{convLayer, gemmLayer, twin}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := float64(convLayer.MACs(8, 0))/1e7 + 0.05
+	if got := tab.Time(0, 8, 0); math.Abs(got/(0.6*want)-1) > 1e-4 {
+		t.Fatalf("lucky table time %.4f ms, want %.4f", got, 0.6*want)
+	}
+	lucky = false
+	ref, err := Refine(tab, []Candidate{{Layer: 0, R: 7}, {Layer: 1, R: 0, K: 0}}, o) // 7 rounds to 8
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ref) != 1 || ref[0].Layer != 0 || ref[0].Point.R != 8 || ref[0].Point.K != 0 || math.Abs(ref[0].Before/(0.6*want)-1) > 1e-4 {
+		t.Fatalf("refinements %+v, want one of layer 0 at (8, 0) from %.4f ms", ref, 0.6*want)
+	}
+	if p := ref[0].Point; p.Runs < refineMinRuns || math.Abs(p.Ms/want-1) > 1e-4 {
+		t.Errorf("refined point %+v, want %.4f ms from at least %d turns", p, want, refineMinRuns)
+	}
+	for _, i := range []int{0, 2} {
+		if got := tab.Time(i, 8, 0); math.Abs(got/want-1) > 1e-4 {
+			t.Errorf("layer %d: time at input 8 after Refine %.4f ms, want %.4f", i, got, want)
+		}
+		if got := tab.Layers[i].Noise(8, 0); got != 0 {
+			t.Errorf("layer %d: noise %g after an exact refinement, want 0", i, got)
+		}
+	}
+	// Other ranks keep the grid's times.
+	if got, w := tab.Time(0, 16, 0), float64(convLayer.MACs(16, 0))/1e7+0.05; math.Abs(got/w-1) > 1e-4 {
+		t.Errorf("time at input 16 %.4f, want %.4f", got, w)
+	}
+	opens := f.opens
+	if ref, err := Refine(tab, []Candidate{{Layer: 2, R: 8}}, o); err != nil || len(ref) != 0 || f.opens != opens {
+		t.Errorf("second Refine: %+v, %d programs opened, %v; want nothing timed", ref, f.opens-opens, err)
+	}
+	// The cache holds the refined point.
+	g := &fakeRunner{ident: "fake", ms: macsTime}
+	again, err := Measure([]Layer{convLayer}, fakeOptions(dir, g))
+	if err != nil || again.Cached != 1 || g.runs != 0 {
+		t.Fatalf("cache: %d cached, %d runs, %v", again.Cached, g.runs, err)
+	}
+	if got := again.Time(0, 8, 0); math.Abs(got/want-1) > 1e-4 {
+		t.Errorf("cached time at input 8 %.4f ms, want the refined %.4f", got, want)
+	}
+	for _, c := range []Candidate{{Layer: 3}, {Layer: 0, R: 33}, {Layer: 0, K: -1}} {
+		if _, err := Refine(tab, []Candidate{c}, o); err == nil {
+			t.Errorf("Refine(%+v): no error", c)
+		}
 	}
 }
 

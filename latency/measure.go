@@ -59,6 +59,8 @@ type Options struct {
 	// median up to ±300%, so the latency gate found nothing measurably faster; with 15 s,
 	// 1-7%.
 	LayerBudget time.Duration
+	// RefineBudget is the most wall time Refine spends on one candidate (0: LayerBudget / 3).
+	RefineBudget time.Duration
 	// CacheDir is the cache folder ("" means DefaultCacheDir()); NoCache neither reads nor
 	// writes it.
 	CacheDir string
@@ -115,6 +117,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LayerBudget <= 0 {
 		o.LayerBudget = 15 * time.Second
+	}
+	if o.RefineBudget <= 0 {
+		o.RefineBudget = o.LayerBudget / 3
 	}
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()

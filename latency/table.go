@@ -51,6 +51,9 @@ type LayerTimes struct {
 	BothK    []int   `json:"both_k"` // and k ascending
 	Both     []Point `json:"both"`   // (BothR[i], BothK[j]) at i·len(BothK)+j
 	Checks   []Check `json:"checks,omitempty"`
+	// Refined are candidates timed again by Refine, (R, K) ascending, at ranks as Round gives
+	// them: Time and Noise take them before the grid.
+	Refined []Point `json:"refined,omitempty"`
 	Seconds  float64 `json:"seconds"`          // wall time the measurement took
 	Cached   bool    `json:"cached,omitempty"` // read from the cache by this Measure (not stored)
 	Repeated bool    `json:"-"`                // the same as an earlier layer of this Measure
@@ -80,6 +83,9 @@ func (lt *LayerTimes) Time(r, k int) float64 {
 		panic(fmt.Sprintf("latency: ranks r=%d k=%d out of range for %s", r, k, l))
 	}
 	r, k = lt.Round(r, k)
+	if p := lt.refined(r, k); p != nil {
+		return p.Ms
+	}
 	switch {
 	case r == 0 && k == 0:
 		return lt.Original.Ms
@@ -108,6 +114,9 @@ func (lt *LayerTimes) Noise(r, k int) float64 {
 	r, k = lt.Round(r, k)
 	if r == 0 && k == 0 {
 		return 0
+	}
+	if p := lt.refined(r, k); p != nil {
+		return p.RelCI / 2
 	}
 	var ci float64
 	use := func(p Point) { ci = math.Max(ci, p.RelCI) }

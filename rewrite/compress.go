@@ -80,7 +80,17 @@ type Options struct {
 	// factorizable layers keep at most this fraction of their summed original time, losing the
 	// least (see Allocate); Rule and TargetMACs are then unused.
 	TargetTime float64
+	// Remeasure, when not nil (with Time), is called by Choose with the plans once their ranks
+	// are chosen: it measures again the times of the factorizations chosen, so that Time
+	// changes, and returns how many it measured. Choose then chooses again, until nothing new
+	// is measured or MaxRemeasure times. Ranks chosen as the fastest of a noisy table are, more
+	// often than not, those whose noise made them look fast; measured again, they lose that
+	// edge, and another choice may win.
+	Remeasure func(plans []*Plan) (int, error)
 }
+
+// MaxRemeasure is the most times Choose calls Options.Remeasure.
+const MaxRemeasure = 4
 
 // Layer is one row of a Report: what happened to one Conv.
 type Layer struct {
@@ -193,12 +203,30 @@ func Compress(m *onnxio.Model, res *calib.Result, opts Options) (*Report, error)
 	return Apply(m, plans, res.Samples, opts)
 }
 
-// choose sets the ranks of the plans: by allocation under opts.TargetMACs (measuring
-// sensitivities first when asked), else by fixed ranks and the rule.
 // Choose sets the ranks of the plans: by opts.Rule (or fixed or full ranks), or with
-// opts.TargetMACs by Allocate. AllocSensitivity needs every factorizable plan's measured losses
-// (Plan.SetSensitivity).
+// opts.TargetMACs or TargetTime by Allocate; with Remeasure, again after each measurement of
+// the chosen factorizations' times. AllocSensitivity needs every factorizable plan's measured
+// losses (Plan.SetSensitivity).
 func Choose(plans []*Plan, opts Options) error {
+	for i := 0; ; i++ {
+		if err := choose(plans, opts); err != nil {
+			return err
+		}
+		if opts.Remeasure == nil || opts.Time == nil || opts.Full || i == MaxRemeasure {
+			return nil
+		}
+		n, err := opts.Remeasure(plans)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+// choose is one choice of Choose, from the times as they are.
+func choose(plans []*Plan, opts Options) error {
 	if opts.TargetMACs <= 0 && opts.TargetTime <= 0 {
 		return chooseRanks(plans, opts)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,7 +75,8 @@ func readLatencyReport(t *testing.T, path string) latencyReport {
 func TestTargetLatencyMNIST(t *testing.T) {
 	needRuntime(t)
 	data := mnistDir(t)
-	t.Setenv(latency.CacheEnv, t.TempDir())
+	cache := t.TempDir()
+	t.Setenv(latency.CacheEnv, cache)
 	dir := t.TempDir()
 	out, report := filepath.Join(dir, "m.onnx"), filepath.Join(dir, "m.json")
 	code, stdout, stderr := cliRun("compress", testmodels.Path("mnist_cnn.onnx"), "--calib", filepath.Join(data, "train-images-idx3-ubyte.gz"),
@@ -127,6 +129,29 @@ func TestTargetLatencyMNIST(t *testing.T) {
 	}
 	if abs(before-l.LayersBefore) > 1e-9*before || abs(after-l.LayersAfter) > 1e-9*before {
 		t.Errorf("layer sums %.4f, %.4f; report %.4f, %.4f", before, after, l.LayersBefore, l.LayersAfter)
+	}
+	// Every applied factorization was timed again beside its layer (latency.Refine): its time
+	// in the report is the refined point the cache now holds, and the log says so.
+	var refined []float64 // of any layer: the cache does not name them
+	files, _ := filepath.Glob(filepath.Join(cache, "*.json"))
+	for _, f := range files {
+		var e struct {
+			Times struct{ Refined []struct{ Ms float64 } }
+		}
+		if b, err := os.ReadFile(f); err != nil || json.Unmarshal(b, &e) != nil {
+			t.Fatalf("cache file %s: %v", f, err)
+		}
+		for _, p := range e.Times.Refined {
+			refined = append(refined, p.Ms)
+		}
+	}
+	for _, ll := range l.Layers {
+		if ll.Applied && !slices.Contains(refined, ll.AfterMs) {
+			t.Errorf("layer %s applied at %.4f ms, not among the refined times %v", ll.Name, ll.AfterMs, refined)
+		}
+		if ll.Applied && !strings.Contains(stderr, "latency of "+ll.Name+" at ") {
+			t.Errorf("no line says %s was timed again:\n%s", ll.Name, stderr)
+		}
 	}
 
 	// --alloc sensitivity spends the same time budget by the measured output error (the tables
