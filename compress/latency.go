@@ -84,7 +84,7 @@ type Latency struct {
 	threads  int
 	provider ort.Provider
 	multiple int
-	layers   []timedLayer // the timed layers of the main graph, in graph order
+	layers   []timedLayer   // the timed layers of the main graph, in graph order
 	byKey    map[string]int // a layer's output tensor -> its index in Table.Layers
 	// orig is the whole original model as a program, nil when it cannot be timed (note says
 	// why); dims is its input's shape.

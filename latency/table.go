@@ -53,7 +53,7 @@ type LayerTimes struct {
 	Checks   []Check `json:"checks,omitempty"`
 	// Refined are candidates timed again by Refine, (R, K) ascending, at ranks as Round gives
 	// them: Time and Noise take them before the grid.
-	Refined []Point `json:"refined,omitempty"`
+	Refined  []Point `json:"refined,omitempty"`
 	Seconds  float64 `json:"seconds"`          // wall time the measurement took
 	Cached   bool    `json:"cached,omitempty"` // read from the cache by this Measure (not stored)
 	Repeated bool    `json:"-"`                // the same as an earlier layer of this Measure
