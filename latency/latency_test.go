@@ -437,10 +437,18 @@ func TestCacheCorrupt(t *testing.T) {
 // a layer of the same shape shares it, the cache keeps it, and a second Refine times nothing.
 func TestRefine(t *testing.T) {
 	lucky := true
+	sessions := map[string]int{} // sessions opened per program (names repeat across layers)
 	f := &fakeRunner{ident: "fake", ms: func(p Program, n int) float64 {
+		id := fmt.Sprint(p.Name, p.MACs)
+		if n == 0 {
+			sessions[id]++
+		}
 		v := macsTime(p, n)
 		if lucky && p.Name == "input r=8" {
 			v *= 0.6
+		}
+		if id == fmt.Sprint("input r=16", convLayer.MACs(16, 0)) && sessions[id] == 2 {
+			v *= 0.5 // its first session of Refine is a lucky one
 		}
 		return v
 	}}
@@ -457,6 +465,7 @@ func TestRefine(t *testing.T) {
 		t.Fatalf("lucky table time %.4f ms, want %.4f", got, 0.6*want)
 	}
 	lucky = false
+	opensBefore := f.opens
 	ref, err := Refine(tab, []Candidate{{Layer: 0, R: 7}, {Layer: 1, R: 0, K: 0}}, o) // 7 rounds to 8
 	if err != nil {
 		t.Fatal(err)
@@ -464,8 +473,11 @@ func TestRefine(t *testing.T) {
 	if len(ref) != 1 || ref[0].Layer != 0 || ref[0].Point.R != 8 || ref[0].Point.K != 0 || math.Abs(ref[0].Before/(0.6*want)-1) > 1e-4 {
 		t.Fatalf("refinements %+v, want one of layer 0 at (8, 0) from %.4f ms", ref, 0.6*want)
 	}
-	if p := ref[0].Point; p.Runs < refineMinRuns || math.Abs(p.Ms/want-1) > 1e-4 {
-		t.Errorf("refined point %+v, want %.4f ms from at least %d turns", p, want, refineMinRuns)
+	if p := ref[0].Point; p.Runs < refineSessions*refineMinTurns || math.Abs(p.Ms/want-1) > 1e-4 {
+		t.Errorf("refined point %+v, want %.4f ms from at least %d turns", p, want, refineSessions*refineMinTurns)
+	}
+	if opened := f.opens - opensBefore; opened != 2*refineSessions {
+		t.Errorf("Refine opened %d programs, want %d (the original and the candidate per session)", opened, 2*refineSessions)
 	}
 	for _, i := range []int{0, 2} {
 		if got := tab.Time(i, 8, 0); math.Abs(got/want-1) > 1e-4 {
@@ -476,8 +488,15 @@ func TestRefine(t *testing.T) {
 		}
 	}
 	// Other ranks keep the grid's times.
-	if got, w := tab.Time(0, 16, 0), float64(convLayer.MACs(16, 0))/1e7+0.05; math.Abs(got/w-1) > 1e-4 {
-		t.Errorf("time at input 16 %.4f, want %.4f", got, w)
+	w16 := float64(convLayer.MACs(16, 0))/1e7 + 0.05
+	if got := tab.Time(0, 16, 0); math.Abs(got/w16-1) > 1e-4 {
+		t.Errorf("time at input 16 %.4f, want %.4f", got, w16)
+	}
+	// One lucky session of four does not move the refined time; it widens the interval.
+	if ref, err := Refine(tab, []Candidate{{Layer: 0, R: 16}}, o); err != nil || len(ref) != 1 {
+		t.Fatalf("refine input 16: %+v, %v", ref, err)
+	} else if p := ref[0].Point; math.Abs(p.Ms/w16-1) > 1e-4 || !(p.RelCI > 0.4) {
+		t.Errorf("input 16 refined to %.4f ms (interval %.2f), want %.4f ms and an interval wider than 0.4", p.Ms, p.RelCI, w16)
 	}
 	opens := f.opens
 	if ref, err := Refine(tab, []Candidate{{Layer: 2, R: 8}}, o); err != nil || len(ref) != 0 || f.opens != opens {

@@ -23,18 +23,20 @@ type Refinement struct {
 }
 
 // Refine times again each candidate (ranks rounded as Time rounds them) that has no refined
-// point yet, beside its layer's original in paired turns as Measure does, for at most
-// Options.RefineBudget, and records the result in LayerTimes.Refined of every layer of t with
-// the same shape, where Time and Noise find it before the grid; each layer's cache entry is
+// point yet, beside its layer's original in paired turns as Measure does, in refineSessions
+// sessions spread over the refinement, Options.RefineBudget for all of them; the median of the
+// sessions' median ratios, times the table's original, is its refined time, and the interval
+// of that median its RelCI. The point goes to LayerTimes.Refined of every layer of t with the
+// same shape, where Time and Noise find it before the grid, and each layer's cache entry is
 // rewritten with it. It returns what it timed, in the order of cands.
 //
 // Why: a table times some fifty candidates of a layer in its budget, each from a few dozen
-// turns, and an allocation choosing the fastest of them chooses the ones whose noise made them
-// look fastest. On the bundled MNIST model at batch 64 (one thread, 2-core virtual machine),
-// the ranks chosen at --target-latency 0.52 were predicted 3.38x faster and ran 3.07x: /2/Conv's
-// input side at rank 4 saved 2.75 ms in its table (±14%) and 2.51 ms in the model. Timing the
-// few candidates chosen, each alone beside its original for longer, removes that bias where it
-// matters; the allocation then chooses again with the refined times (rewrite.Options.Remeasure).
+// turns in one session, and an allocation choosing the fastest of them chooses the ones whose
+// noise made them look fastest. With fresh tables of the bundled MNIST model at batch 64 (one
+// thread, 2-core virtual machine), the /2/Conv candidates chosen took 9-14% longer timed
+// again (2.73 ms in the table, 2.97 ms again; 2.81, 3.16; 2.88, 3.28). Timing the few
+// candidates chosen, for longer, removes that bias where it matters; the allocation then
+// chooses again with the refined times (rewrite.Options.Remeasure).
 func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 	o := opts.withDefaults()
 	o.Context = opts.context(*o.CPU)
@@ -42,75 +44,105 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A pair stops once its ratio's interval is within RelTol, but not before refineMinRuns
-	// turns: five turns that happen to agree are no better than the table's.
-	o.MinRuns = max(o.MinRuns, refineMinRuns)
+	o.MinRuns = max(o.MinRuns, refineMinTurns)
 	o.MaxRuns = max(o.MaxRuns, o.MinRuns)
 	m := &meter{o: o, rng: rand.New(rand.NewPCG(3, 4))}
-	var done []Refinement
+	type job struct {
+		Refinement
+		lt     *LayerTimes
+		key    cacheKey
+		ratios []float64 // each session's median ratio
+	}
+	var jobs []*job
+	seen := map[string]bool{}
 	for _, c := range cands {
 		if c.Layer < 0 || c.Layer >= len(t.Layers) {
-			return done, fmt.Errorf("latency: refine: no layer %d in a table of %d", c.Layer, len(t.Layers))
+			return nil, fmt.Errorf("latency: refine: no layer %d in a table of %d", c.Layer, len(t.Layers))
 		}
 		lt := t.Layers[c.Layer]
 		l := lt.Layer
 		if c.R < 0 || c.R > l.In || c.K < 0 || c.K > l.Out {
-			return done, fmt.Errorf("latency: refine %s: ranks r=%d k=%d out of range", l.label(), c.R, c.K)
+			return nil, fmt.Errorf("latency: refine %s: ranks r=%d k=%d out of range", l.label(), c.R, c.K)
 		}
 		r, k := lt.Round(c.R, c.K)
-		if r == 0 && k == 0 || lt.refined(r, k) != nil {
+		key := o.key(l, ident)
+		id := fmt.Sprintf("%s %d %d", key.file(), r, k)
+		if r == 0 && k == 0 || lt.refined(r, k) != nil || seen[id] {
 			continue
 		}
-		before := lt.Time(r, k)
-		pt, err := m.refine(lt, r, k)
-		if err != nil {
-			return done, fmt.Errorf("refine %s: %w", l.label(), err)
+		seen[id] = true
+		jobs = append(jobs, &job{Refinement: Refinement{Layer: c.Layer, Before: lt.Time(r, k), Point: Point{R: r, K: k}}, lt: lt, key: key})
+	}
+	// Sessions of one candidate are spread over the whole refinement, between the others'.
+	budget := o.RefineBudget / refineSessions
+	for range refineSessions {
+		for _, j := range jobs {
+			ratio, turns, err := m.session(j.lt, j.Point.R, j.Point.K, budget)
+			if err != nil {
+				return nil, fmt.Errorf("refine %s: %w", j.lt.Layer.label(), err)
+			}
+			j.ratios = append(j.ratios, ratio)
+			j.Point.Runs += turns
 		}
-		key := o.key(l, ident)
+	}
+	done := make([]Refinement, len(jobs))
+	for i, j := range jobs {
+		j.Point.Ms = Median(j.ratios) * j.lt.Original.Ms
+		j.Point.RelCI = relCI(j.ratios, 0.5)
 		for _, other := range t.Layers {
-			if other == lt || o.key(other.Layer, ident).file() == key.file() {
-				other.setRefined(pt)
+			if other == j.lt || o.key(other.Layer, ident).file() == j.key.file() {
+				other.setRefined(j.Point)
 			}
 		}
 		if !o.NoCache {
-			if err := saveCache(o, key, lt); err != nil {
+			if err := saveCache(o, j.key, j.lt); err != nil {
 				o.warn("latency cache not written: %v", err)
 			}
 		}
-		done = append(done, Refinement{Layer: c.Layer, Before: before, Point: pt})
+		done[i] = j.Refinement
 	}
 	t.Runs += m.runs
 	return done, nil
 }
 
-// refineMinRuns is the fewest turns Refine times a candidate.
-const refineMinRuns = 15
+// refineSessions is the number of sessions Refine times each candidate in, each with its
+// original opened again. Timed again in six sessions one after another (each some 50-110
+// paired turns, its median ratio known to ±2.5-4%), the input side at rank 4 of MNIST's
+// /2/Conv (batch 64, one thread, 2-core virtual machine) ran at 0.51 to 0.63 of the original:
+// what a session's memory and the machine's state at the time give it is not in any one
+// session's interval, so the median is taken over sessions, and the interval with it.
+const refineSessions = 4
 
-// refine times candidate (r, k) of lt beside its original and returns its point, the median
-// of its paired ratios scaled by the table's original time.
-func (m *meter) refine(lt *LayerTimes, r, k int) (Point, error) {
+// refineMinTurns is the fewest paired turns of a Refine session: a few turns that happen to
+// agree stop no session.
+const refineMinTurns = 8
+
+// session opens the original of lt and its candidate (r, k), warms them and times them in
+// paired turns for at most budget (at least Options.MinRuns turns), and returns the median of
+// the candidate's ratios to the original's turns beside it and the number of turns.
+func (m *meter) session(lt *LayerTimes, r, k int, budget time.Duration) (float64, int, error) {
 	orig, err := build(lt.Layer, spec{}, nil, m.o.Context)
 	if err != nil {
-		return Point{}, err
+		return 0, 0, err
 	}
 	cand, err := build(lt.Layer, spec{chain, r, k}, nil, m.o.Context)
 	if err != nil {
-		return Point{}, err
+		return 0, 0, err
 	}
 	ref, err := m.open(orig)
 	if err != nil {
-		return Point{}, err
+		return 0, 0, err
 	}
 	defer ref.timer.Close()
 	if err := m.warm(ref); err != nil {
-		return Point{}, err
+		return 0, 0, err
 	}
-	_, pts, err := m.rounds(ref, []Program{cand}, time.Now().Add(m.o.RefineBudget))
+	_, pts, err := m.rounds(ref, []Program{cand}, time.Now().Add(budget))
 	if err != nil {
-		return Point{}, err
+		return 0, 0, err
 	}
-	p := pts[0] // its Ms is the median ratio times the median of ref's turns here
-	return Point{R: r, K: k, Ms: p.Ms / Median(ref.ms) * lt.Original.Ms, RelCI: p.RelCI, Runs: p.Runs}, nil
+	// rounds scaled the median ratio by the median of ref's turns.
+	return pts[0].Ms / Median(ref.ms), pts[0].Runs, nil
 }
 
 // refined returns the refined point at ranks (r, k) as Round gives them, or nil.
