@@ -358,12 +358,16 @@ func (l *Latency) index(p *rewrite.Plan) int {
 	return i
 }
 
-// Remeasure times again, each beside its original layer, the factorizations the plans apply
-// (latency.Refine), and returns how many it timed: rewrite.Options.Remeasure.
+// Remeasure times again, each beside its original layer, the factorizations chosen for the
+// plans that their tables say are faster than the layer (applied, or skipped as within the
+// noise) (latency.Refine), and returns how many it timed: rewrite.Options.Remeasure.
 func (l *Latency) Remeasure(plans []*rewrite.Plan) (int, error) {
 	var cands []latency.Candidate
 	for _, p := range plans {
-		if p.Factorizable() && p.Reason == "" {
+		if !p.Factorizable() || p.InRank == 0 && p.Rank == 0 {
+			continue
+		}
+		if lt := l.table(p); lt.Time(p.InRank, p.Rank) < lt.Time(0, 0) {
 			cands = append(cands, latency.Candidate{Layer: l.index(p), R: p.InRank, K: p.Rank})
 		}
 	}

@@ -81,8 +81,9 @@ type Options struct {
 	// least (see Allocate); Rule and TargetMACs are then unused.
 	TargetTime float64
 	// Remeasure, when not nil (with Time), is called by Choose with the plans once their ranks
-	// are chosen: it measures again the times of the factorizations chosen, so that Time
-	// changes, and returns how many it measured. Choose then chooses again, until nothing new
+	// are chosen: it measures again the times of the factorizations chosen that are faster
+	// than their layers (applied, or skipped as within the noise), so that Time and TimeNoise
+	// change, and returns how many it measured. Choose then chooses again, until nothing new
 	// is measured or MaxRemeasure times. Ranks chosen as the fastest of a noisy table are, more
 	// often than not, those whose noise made them look fast; measured again, they lose that
 	// edge, and another choice may win.
