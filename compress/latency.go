@@ -95,6 +95,8 @@ type Latency struct {
 	input string
 	dims  []int64
 	Table *latency.Table
+	// refined counts the candidates timed again (Remeasure).
+	refined int
 }
 
 type timedLayer struct {
@@ -377,6 +379,7 @@ func (l *Latency) Remeasure(plans []*rewrite.Plan) (int, error) {
 		l.opts.log("latency of %s at %s timed again: %.3f ms in the table, %.3f ms (±%.1f%%, %d turns beside the original's %.3f ms)",
 			lt.Layer.Name, rankPair(d.Point.R, d.Point.K), d.Before, d.Point.Ms, 50*d.Point.RelCI, d.Point.Runs, lt.Original.Ms)
 	}
+	l.refined += len(done)
 	if err != nil {
 		return 0, fmt.Errorf("latency: %w", err)
 	}
@@ -465,9 +468,12 @@ type LatencyReport struct {
 	Note       string  `json:"note,omitempty"`
 	// TablesMeasured and TablesCached count the layer tables measured by this run and those
 	// read from the cache.
-	TablesMeasured int            `json:"tables_measured"`
-	TablesCached   int            `json:"tables_cached"`
-	Layers         []LayerLatency `json:"layers"`
+	TablesMeasured int `json:"tables_measured"`
+	TablesCached   int `json:"tables_cached"`
+	// Refined counts the factorizations chosen that were timed again (latency.Refine) by this
+	// run; those timed again by an earlier run are in the cache.
+	Refined int            `json:"refined"`
+	Layers  []LayerLatency `json:"layers"`
 }
 
 // base is the time speed-ups are over: the model as given, else the original.
@@ -501,7 +507,7 @@ func (l *Latency) Report(out *onnxio.Model, rep *rewrite.Report) (*LatencyReport
 	lr := &LatencyReport{
 		Batch: l.batch, Threads: l.threads, Provider: string(l.provider), RankMultiple: l.multiple,
 		Target: l.opts.Target, Gate: l.opts.Gate, Note: l.note,
-		TablesMeasured: l.Table.Measured, TablesCached: l.Table.Cached,
+		TablesMeasured: l.Table.Measured, TablesCached: l.Table.Cached, Refined: l.refined,
 	}
 	if l.opts.Gate {
 		lr.Margin = l.opts.margin()
@@ -531,7 +537,7 @@ func (l *Latency) Report(out *onnxio.Model, rep *rewrite.Report) (*LatencyReport
 	if lr.Target > 0 && lr.LayersAfter > lr.Target*lr.LayersBefore*(1+1e-9) {
 		lr.OutOfReach = true
 		if l.warn != nil {
-			l.warn(fmt.Sprintf("--target-latency %g is out of reach here: the layers keep %.3g of their time in the tables (within 2%% of the fastest the allocation found, ranks raised where that lost least)",
+			l.warn(fmt.Sprintf("--target-latency %g is out of reach here: the layers keep %.3g of their time in the tables (within 2%% of the fastest the allocation found, ranks raised where that lost least, less what the latency gate skipped once timed again)",
 				lr.Target, lr.LayersAfter/lr.LayersBefore))
 		}
 	}
@@ -573,8 +579,8 @@ func PrintLatency(w io.Writer, r *LatencyReport) {
 	if r.Threads > 0 {
 		threads = fmt.Sprint(r.Threads)
 	}
-	fmt.Fprintf(w, "\nlatency: ms per batch of %d, %s intra-op thread(s), provider %s; layer tables at rank multiples of %d (%d measured, %d cached)\n",
-		r.Batch, threads, r.Provider, r.RankMultiple, r.TablesMeasured, r.TablesCached)
+	fmt.Fprintf(w, "\nlatency: ms per batch of %d, %s intra-op thread(s), provider %s; layer tables at rank multiples of %d (%d measured, %d cached; %d factorizations timed again)\n",
+		r.Batch, threads, r.Provider, r.RankMultiple, r.TablesMeasured, r.TablesCached, r.Refined)
 	fmt.Fprintf(w, "%-24s %11s %11s %7s %7s  %s\n", "layer", "original ms", "after ms", "saved", "noise", "result")
 	for _, l := range r.Layers {
 		result, noise := "skipped", "-"

@@ -31,7 +31,7 @@ func TestLatencyReport(t *testing.T) {
 		opts: LatencyOptions{Target: 0.5, Gate: true}, batch: 4, threads: 1, provider: "cpu", multiple: 8,
 		layers: []timedLayer{{name: "a", key: "ya", lt: flatTimes("a", 2, 1)}, {name: "dup", key: "y1", lt: flatTimes("dup", 4, 3)}, {name: "dup", key: "y2", lt: flatTimes("dup", 1, 0.5)}},
 		note:   "whole models not timed: because", warn: func(s string) { warned = append(warned, s) },
-		Table: &latency.Table{Measured: 2, Cached: 1},
+		Table: &latency.Table{Measured: 2, Cached: 1}, refined: 3,
 	}
 	rep := &rewrite.Report{Layers: []rewrite.Layer{
 		{Name: "a", Applied: true, InRank: 8, Rank: 8},
@@ -49,12 +49,12 @@ func TestLatencyReport(t *testing.T) {
 	if lr.LayersBefore != 7 || lr.LayersAfter != 5.5 || !lr.OutOfReach || len(warned) != 1 || !strings.Contains(warned[0], "--target-latency 0.5 is out of reach") {
 		t.Errorf("before %g after %g out of reach %v, warned %q", lr.LayersBefore, lr.LayersAfter, lr.OutOfReach, warned)
 	}
-	if lr.Original != nil || lr.Note != l.note || lr.TablesMeasured != 2 || lr.TablesCached != 1 || lr.Margin != DefaultLatencyMargin {
+	if lr.Original != nil || lr.Note != l.note || lr.TablesMeasured != 2 || lr.TablesCached != 1 || lr.Refined != 3 || lr.Margin != DefaultLatencyMargin {
 		t.Errorf("report %+v", lr)
 	}
 	var b strings.Builder
 	PrintLatency(&b, lr)
-	for _, want := range []string{"ms per batch of 4, 1 intra-op thread(s), provider cpu; layer tables at rank multiples of 8 (2 measured, 1 cached)",
+	for _, want := range []string{"ms per batch of 4, 1 intra-op thread(s), provider cpu; layer tables at rank multiples of 8 (2 measured, 1 cached; 3 factorizations timed again)",
 		"\na  ", "\ndup  ", "0.786 of the layers' time (target 0.5: out of reach)", "whole model: whole models not timed: because"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, b.String())

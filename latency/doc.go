@@ -77,7 +77,15 @@
 // runs it (onnxruntime computes on the caller's thread), which leaves out the time the system
 // gives to other processes; else by the wall clock.
 //
-// Results are cached on disk (DefaultCacheDir, one JSON file per layer and setup): a layer
+// Refine times a few candidates again, each beside its original for longer and in several
+// sessions (the candidates an allocation chose: chosen as the fastest of a noisy table, they
+// are more often than not those its noise favoured), and keeps the refined points in the table
+// (LayerTimes.Refined), where Time and Noise take them before the grid. A session's luck is
+// not in its own interval: timed again in six sessions, one MNIST candidate ran at 0.51 to 0.63
+// of its original, each session claiming ±2.5-4%; the median over sessions is taken.
+//
+// Results are cached on disk (DefaultCacheDir, one JSON file per layer and setup, refined
+// points included): a layer
 // measured once with the same shapes, attributes, batch, onnxruntime library, provider, threads,
 // CPU and grid is never measured again, whichever model it comes from.
 //

@@ -84,14 +84,15 @@ type Options struct {
 	// are chosen: it measures again the times of the factorizations chosen that are faster
 	// than their layers (applied, or skipped as within the noise), so that Time and TimeNoise
 	// change, and returns how many it measured. Choose then chooses again, until nothing new
-	// is measured or MaxRemeasure times. Ranks chosen as the fastest of a noisy table are, more
+	// is measured; after MaxRemeasure measurements the ranks stand, and the gate decides on
+	// their times as last measured. Ranks chosen as the fastest of a noisy table are, more
 	// often than not, those whose noise made them look fast; measured again, they lose that
 	// edge, and another choice may win.
 	Remeasure func(plans []*Plan) (int, error)
 }
 
 // MaxRemeasure is the most times Choose calls Options.Remeasure.
-const MaxRemeasure = 4
+const MaxRemeasure = 8
 
 // Layer is one row of a Report: what happened to one Conv.
 type Layer struct {
@@ -213,7 +214,7 @@ func Choose(plans []*Plan, opts Options) error {
 		if err := choose(plans, opts); err != nil {
 			return err
 		}
-		if opts.Remeasure == nil || opts.Time == nil || opts.Full || i == MaxRemeasure {
+		if opts.Remeasure == nil || opts.Time == nil || opts.Full {
 			return nil
 		}
 		n, err := opts.Remeasure(plans)
@@ -221,6 +222,15 @@ func Choose(plans []*Plan, opts Options) error {
 			return err
 		}
 		if n == 0 {
+			return nil
+		}
+		if i == MaxRemeasure-1 {
+			// The ranks stand; the gate decides on their times as last measured.
+			for _, p := range plans {
+				if p.conv != nil {
+					p.settle(opts)
+				}
+			}
 			return nil
 		}
 	}

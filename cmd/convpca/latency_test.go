@@ -31,6 +31,9 @@ type latencyReport struct {
 		LayersBefore float64 `json:"layers_before_ms"`
 		LayersAfter  float64 `json:"layers_after_ms"`
 		OutOfReach   bool    `json:"out_of_reach"`
+		Measured     int     `json:"tables_measured"`
+		Cached       int     `json:"tables_cached"`
+		Refined      int     `json:"refined"`
 		Original     *struct {
 			Ms   float64 `json:"ms"`
 			Runs int     `json:"runs"`
@@ -40,15 +43,18 @@ type latencyReport struct {
 			Ms   float64 `json:"ms"`
 			Runs int     `json:"runs"`
 		} `json:"compressed"`
-		Layers []struct {
-			Name       string  `json:"name"`
-			Applied    bool    `json:"applied"`
-			InRank     int     `json:"in_rank"`
-			Rank       int     `json:"rank"`
-			OriginalMs float64 `json:"original_ms"`
-			AfterMs    float64 `json:"after_ms"`
-		} `json:"layers"`
+		Layers []latencyLayer `json:"layers"`
 	} `json:"latency"`
+}
+
+// latencyLayer is one layer's row of a report's latency part.
+type latencyLayer struct {
+	Name       string  `json:"name"`
+	Applied    bool    `json:"applied"`
+	InRank     int     `json:"in_rank"`
+	Rank       int     `json:"rank"`
+	OriginalMs float64 `json:"original_ms"`
+	AfterMs    float64 `json:"after_ms"`
 }
 
 func readLatencyReport(t *testing.T, path string) latencyReport {
@@ -132,27 +138,30 @@ func TestTargetLatencyMNIST(t *testing.T) {
 	}
 	// Every applied factorization was timed again beside its layer (latency.Refine): its time
 	// in the report is the refined point the cache now holds, and the log says so.
-	var refined []float64 // of any layer: the cache does not name them
-	files, _ := filepath.Glob(filepath.Join(cache, "*.json"))
-	for _, f := range files {
-		var e struct {
-			Times struct{ Refined []struct{ Ms float64 } }
-		}
-		if b, err := os.ReadFile(f); err != nil || json.Unmarshal(b, &e) != nil {
-			t.Fatalf("cache file %s: %v", f, err)
-		}
-		for _, p := range e.Times.Refined {
-			refined = append(refined, p.Ms)
-		}
+	if l.Measured != 7 || l.Refined < 3 { // 7 tables, at least the 3 applied timed again
+		t.Errorf("%d tables measured, %d factorizations timed again", l.Measured, l.Refined)
 	}
+	checkRefined(t, cache, l.Layers)
 	for _, ll := range l.Layers {
-		if ll.Applied && !slices.Contains(refined, ll.AfterMs) {
-			t.Errorf("layer %s applied at %.4f ms, not among the refined times %v", ll.Name, ll.AfterMs, refined)
-		}
 		if ll.Applied && !strings.Contains(stderr, "latency of "+ll.Name+" at ") {
 			t.Errorf("no line says %s was timed again:\n%s", ll.Name, stderr)
 		}
 	}
+
+	// The same command again measures no table; the factorizations it applies were all timed
+	// again (by this run or the first).
+	again := filepath.Join(dir, "again.json")
+	code, _, stderr = cliRun("compress", testmodels.Path("mnist_cnn.onnx"), "--calib", filepath.Join(data, "train-images-idx3-ubyte.gz"),
+		"--max-samples", "500", "--target-latency", "0.5", "--latency-batch", "8", "--threads", "1", "--provider", "cpu",
+		"--out", filepath.Join(dir, "again.onnx"), "--report", again, "-q")
+	if code != 0 {
+		t.Fatalf("again: exit %d: %s", code, stderr)
+	}
+	a := readLatencyReport(t, again)
+	if a.Latency.Measured != 0 || a.Latency.Cached != 7 {
+		t.Errorf("again: %d tables measured, %d cached", a.Latency.Measured, a.Latency.Cached)
+	}
+	checkRefined(t, cache, a.Latency.Layers)
 
 	// --alloc sensitivity spends the same time budget by the measured output error (the tables
 	// now come from the cache).
@@ -166,6 +175,30 @@ func TestTargetLatencyMNIST(t *testing.T) {
 	s := readLatencyReport(t, report2)
 	if !strings.Contains(s.Rule, "alloc sensitivity") || s.Latency.LayersAfter > 0.5*s.Latency.LayersBefore*(1+1e-9) && !s.Latency.OutOfReach {
 		t.Errorf("--alloc sensitivity: rule %q, layers %.4f of %.4f ms", s.Rule, s.Latency.LayersAfter, s.Latency.LayersBefore)
+	}
+}
+
+// checkRefined checks that every applied layer's time in a report is a refined point of the
+// latency cache in folder cache.
+func checkRefined(t *testing.T, cache string, layers []latencyLayer) {
+	t.Helper()
+	var refined []float64 // of any layer: the cache does not name them
+	files, _ := filepath.Glob(filepath.Join(cache, "*.json"))
+	for _, f := range files {
+		var e struct {
+			Times struct{ Refined []struct{ Ms float64 } }
+		}
+		if b, err := os.ReadFile(f); err != nil || json.Unmarshal(b, &e) != nil {
+			t.Fatalf("cache file %s: %v", f, err)
+		}
+		for _, p := range e.Times.Refined {
+			refined = append(refined, p.Ms)
+		}
+	}
+	for _, ll := range layers {
+		if ll.Applied && !slices.Contains(refined, ll.AfterMs) {
+			t.Errorf("layer %s applied at %.4f ms, not among the refined times %v", ll.Name, ll.AfterMs, refined)
+		}
 	}
 }
 
