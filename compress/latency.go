@@ -43,8 +43,8 @@ type LatencyOptions struct {
 	// Measure says how tables are measured and cached; its Runtime is replaced by the
 	// calibration's (provider, threads, library).
 	Measure latency.Options
-	// Log, when not nil, receives one line per layer measured or read from the cache, and per
-	// whole-model measurement.
+	// Log, when not nil, receives one line per layer measured or read from the cache, per
+	// factorization timed again (Remeasure), and per whole-model measurement.
 	Log func(msg string)
 	// Given, when not nil, is the model as the user gave it, before rewrite.Simplify changed
 	// the model compressed: it is timed beside the others, and speed-ups are over it.
@@ -414,6 +414,7 @@ func (l *Latency) Rewrite(opts rewrite.Options) rewrite.Options {
 	}
 	opts.TargetTime = l.opts.Target
 	opts.Remeasure = l.Remeasure
+	opts.Remeasured = func(p *rewrite.Plan, r, k int) bool { return l.table(p).Retimed(r, k) }
 	return opts
 }
 

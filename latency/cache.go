@@ -20,7 +20,8 @@ import (
 // CacheEnv is the environment variable that overrides DefaultCacheDir.
 const CacheEnv = "CONVPCA_LATENCY_CACHE"
 
-// cacheFormat versions the cache files; changing how layers are measured or stored changes it.
+// cacheFormat versions the cache files; changing how layers are measured or stored changes it
+// (an optional field that older readers ignore, such as LayerTimes.Refined, does not).
 const cacheFormat = "convpca-latency/5"
 
 // DefaultCacheDir is where measurements are cached: $CONVPCA_LATENCY_CACHE, else

@@ -85,9 +85,9 @@
 // of its original, each session claiming ±2.5-4%; the median over sessions is taken.
 //
 // Results are cached on disk (DefaultCacheDir, one JSON file per layer and setup, refined
-// points included): a layer
-// measured once with the same shapes, attributes, batch, onnxruntime library, provider, threads,
-// CPU and grid is never measured again, whichever model it comes from.
+// points included): the table of a layer measured once with the same shapes, attributes,
+// batch, onnxruntime library, provider, threads, CPU and grid is never measured again,
+// whichever model it comes from, and a candidate refined once is not timed again.
 //
 // Units: every time is in milliseconds per run of one batch (Layer.Batch samples).
 package latency

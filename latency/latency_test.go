@@ -487,6 +487,12 @@ func TestRefine(t *testing.T) {
 			t.Errorf("layer %d: noise %g after an exact refinement, want 0", i, got)
 		}
 	}
+	if len(tab.Layers[1].Refined) != 0 {
+		t.Errorf("the gemm layer got refined points %+v", tab.Layers[1].Refined)
+	}
+	if !tab.Layers[2].Retimed(7, 0) || tab.Layers[2].Retimed(16, 0) {
+		t.Errorf("Retimed(7, 0) = %v, Retimed(16, 0) = %v; want true (rounds to 8), false", tab.Layers[2].Retimed(7, 0), tab.Layers[2].Retimed(16, 0))
+	}
 	// Other ranks keep the grid's times.
 	w16 := float64(convLayer.MACs(16, 0))/1e7 + 0.05
 	if got := tab.Time(0, 16, 0); math.Abs(got/w16-1) > 1e-4 {

@@ -213,14 +213,11 @@ func Measure(layers []Layer, opts Options) (*Table, error) {
 // LayerBudget or MaxRuns is spent. Nothing is cached.
 func MeasureProgram(p Program, opts Options) (Point, error) {
 	m := &meter{o: opts.withDefaults(), rng: rand.New(rand.NewPCG(1, 2))}
-	ref, err := m.open(p)
+	ref, err := m.openWarm(p)
 	if err != nil {
 		return Point{}, err
 	}
 	defer ref.timer.Close()
-	if err := m.warm(ref); err != nil {
-		return Point{}, err
-	}
 	pt, _, err := m.rounds(ref, nil, time.Now().Add(m.o.LayerBudget))
 	return pt, err
 }
@@ -268,6 +265,19 @@ func (m *meter) burst(t *track) (float64, error) {
 		}
 	}
 	return Median(ms), nil
+}
+
+// openWarm opens a program and warms it up; the caller closes its timer.
+func (m *meter) openWarm(p Program) (*track, error) {
+	t, err := m.open(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.warm(t); err != nil {
+		t.timer.Close()
+		return nil, err
+	}
+	return t, nil
 }
 
 // warm runs a program WarmUp times untimed (its first runs allocate and are slow).
@@ -318,14 +328,11 @@ func (t *track) point() Point {
 // index of the group's first candidate among total.
 func (m *meter) group(ref *track, progs []Program, tracks []*track, first, total int, deadline time.Time) error {
 	for i, p := range progs {
-		t, err := m.open(p)
+		t, err := m.openWarm(p)
 		if err != nil {
 			return err
 		}
 		tracks[i] = t
-		if err := m.warm(t); err != nil {
-			return err
-		}
 	}
 	// The reference sat idle while the group's programs were opened and warmed: warm it again
 	// (one rec table at batch 16, measured before turns were paired, had every program of its
@@ -464,14 +471,11 @@ func (m *meter) measureLayer(l Layer) (*LayerTimes, error) {
 	if err != nil {
 		return nil, err
 	}
-	ref, err := m.open(orig)
+	ref, err := m.openWarm(orig)
 	if err != nil {
 		return nil, err
 	}
 	defer ref.timer.Close()
-	if err := m.warm(ref); err != nil {
-		return nil, err
-	}
 	// Opening and warming the original, and one timed run of it, size the grid to the budget.
 	setup := time.Since(start)
 	t0, err := m.run(ref)

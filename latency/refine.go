@@ -38,6 +38,35 @@ type Refinement struct {
 // candidates chosen, for longer, removes that bias where it matters; the allocation then
 // chooses again with the refined times (rewrite.Options.Remeasure).
 func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
+	type job struct {
+		Refinement
+		lt     *LayerTimes
+		shape  string    // the layer as cached (canonical), which same-shaped layers share
+		ratios []float64 // each session's median ratio
+	}
+	var jobs []*job
+	seen := map[string]bool{}
+	for _, c := range cands {
+		if c.Layer < 0 || c.Layer >= len(t.Layers) {
+			return nil, fmt.Errorf("refine: no layer %d in a table of %d", c.Layer, len(t.Layers))
+		}
+		lt := t.Layers[c.Layer]
+		l := lt.Layer
+		if c.R < 0 || c.R > l.In || c.K < 0 || c.K > l.Out {
+			return nil, fmt.Errorf("refine %s: ranks r=%d k=%d out of range", l.label(), c.R, c.K)
+		}
+		r, k := lt.Round(c.R, c.K)
+		shape := string(mustJSON(l.canonical()))
+		id := fmt.Sprintf("%s %d %d", shape, r, k)
+		if r == 0 && k == 0 || lt.refined(r, k) != nil || seen[id] {
+			continue
+		}
+		seen[id] = true
+		jobs = append(jobs, &job{Refinement: Refinement{Layer: c.Layer, Before: lt.Time(r, k), Point: Point{R: r, K: k}}, lt: lt, shape: shape})
+	}
+	if len(jobs) == 0 {
+		return nil, nil
+	}
 	o := opts.withDefaults()
 	o.Context = opts.context(*o.CPU)
 	ident, err := o.Runner.Identity()
@@ -47,32 +76,6 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 	o.MinRuns = max(o.MinRuns, refineMinTurns)
 	o.MaxRuns = max(o.MaxRuns, o.MinRuns)
 	m := &meter{o: o, rng: rand.New(rand.NewPCG(3, 4))}
-	type job struct {
-		Refinement
-		lt     *LayerTimes
-		key    cacheKey
-		ratios []float64 // each session's median ratio
-	}
-	var jobs []*job
-	seen := map[string]bool{}
-	for _, c := range cands {
-		if c.Layer < 0 || c.Layer >= len(t.Layers) {
-			return nil, fmt.Errorf("latency: refine: no layer %d in a table of %d", c.Layer, len(t.Layers))
-		}
-		lt := t.Layers[c.Layer]
-		l := lt.Layer
-		if c.R < 0 || c.R > l.In || c.K < 0 || c.K > l.Out {
-			return nil, fmt.Errorf("latency: refine %s: ranks r=%d k=%d out of range", l.label(), c.R, c.K)
-		}
-		r, k := lt.Round(c.R, c.K)
-		key := o.key(l, ident)
-		id := fmt.Sprintf("%s %d %d", key.file(), r, k)
-		if r == 0 && k == 0 || lt.refined(r, k) != nil || seen[id] {
-			continue
-		}
-		seen[id] = true
-		jobs = append(jobs, &job{Refinement: Refinement{Layer: c.Layer, Before: lt.Time(r, k), Point: Point{R: r, K: k}}, lt: lt, key: key})
-	}
 	// Sessions of one candidate are spread over the whole refinement, between the others'.
 	budget := o.RefineBudget / refineSessions
 	for range refineSessions {
@@ -86,20 +89,27 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 		}
 	}
 	done := make([]Refinement, len(jobs))
+	changed := map[string]*LayerTimes{} // by shape, one table to write back
 	for i, j := range jobs {
 		j.Point.Ms = Median(j.ratios) * j.lt.Original.Ms
 		j.Point.RelCI = relCI(j.ratios, 0.5)
 		for _, other := range t.Layers {
-			if other == j.lt || o.key(other.Layer, ident).file() == j.key.file() {
+			if other == j.lt || string(mustJSON(other.Layer.canonical())) == j.shape {
 				other.setRefined(j.Point)
 			}
 		}
-		if !o.NoCache {
-			if err := saveCache(o, j.key, j.lt); err != nil {
-				o.warn("latency cache not written: %v", err)
+		changed[j.shape] = j.lt
+		done[i] = j.Refinement
+	}
+	if !o.NoCache {
+		for _, j := range jobs {
+			if lt := changed[j.shape]; lt != nil {
+				delete(changed, j.shape)
+				if err := saveCache(o, o.key(lt.Layer, ident), lt); err != nil {
+					o.warn("latency cache not written: %v", err)
+				}
 			}
 		}
-		done[i] = j.Refinement
 	}
 	t.Runs += m.runs
 	return done, nil
@@ -113,12 +123,13 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 // session's interval, so the median is taken over sessions, and the interval with it.
 const refineSessions = 4
 
-// refineMinTurns is the fewest paired turns of a Refine session: a few turns that happen to
-// agree stop no session.
+// refineMinTurns is the fewest paired turns after which a Refine session may stop on its
+// interval: a few turns that happen to agree stop no session (its budget may stop it sooner).
 const refineMinTurns = 8
 
 // session opens the original of lt and its candidate (r, k), warms them and times them in
-// paired turns for at most budget (at least Options.MinRuns turns), and returns the median of
+// paired turns until the ratios' interval is within RelTol (not before Options.MinRuns turns)
+// or budget is spent (past it, once there were hardMinRuns turns), and returns the median of
 // the candidate's ratios to the original's turns beside it and the number of turns.
 func (m *meter) session(lt *LayerTimes, r, k int, budget time.Duration) (float64, int, error) {
 	orig, err := build(lt.Layer, spec{}, nil, m.o.Context)
@@ -129,20 +140,23 @@ func (m *meter) session(lt *LayerTimes, r, k int, budget time.Duration) (float64
 	if err != nil {
 		return 0, 0, err
 	}
-	ref, err := m.open(orig)
+	ref, err := m.openWarm(orig)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer ref.timer.Close()
-	if err := m.warm(ref); err != nil {
-		return 0, 0, err
-	}
 	_, pts, err := m.rounds(ref, []Program{cand}, time.Now().Add(budget))
 	if err != nil {
 		return 0, 0, err
 	}
 	// rounds scaled the median ratio by the median of ref's turns.
 	return pts[0].Ms / Median(ref.ms), pts[0].Runs, nil
+}
+
+// Retimed reports whether candidate (r, k) (ranks rounded as Time rounds them) has a refined
+// point (Refine).
+func (lt *LayerTimes) Retimed(r, k int) bool {
+	return lt.refined(lt.Round(r, k)) != nil
 }
 
 // refined returns the refined point at ranks (r, k) as Round gives them, or nil.

@@ -11,7 +11,9 @@ import (
 // Point is one measured candidate: input rank R and output rank K (0: side untouched; both 0:
 // the original layer), its median time Ms (milliseconds per run of one batch), the relative
 // width of the 95% confidence interval of the median (of its ratio to the original, for a
-// candidate) and the number of turns timed (each the median of Options.Burst runs).
+// candidate; for a point Refine timed, the interval of the median of its sessions' ratios,
+// which with 4 sessions is their range) and the number of turns timed (each the median of
+// Options.Burst runs).
 type Point struct {
 	R     int     `json:"r"`
 	K     int     `json:"k"`
@@ -63,7 +65,7 @@ type LayerTimes struct {
 type Table struct {
 	Layers []*LayerTimes
 	// Measured and Cached count the layers measured by this Measure and those read from the
-	// cache; Runs counts the timed and warm-up runs it made.
+	// cache; Runs counts the timed and warm-up runs it made (and Refine's).
 	Measured, Cached, Runs int
 }
 
@@ -76,7 +78,8 @@ func (t *Table) Time(layer, r, k int) float64 { return t.Layers[layer].Time(r, k
 // its small ranks (at most the channel count), then interpolated between measured ranks:
 // linearly for one side, bilinearly for both. Small ranks are always measured, so no time is
 // interpolated across the multiple. Ranks off the multiple are not modelled (see RankMultiple):
-// allocate on multiples and small ranks.
+// allocate on multiples and small ranks. A refined point (Refine) at the rounded ranks comes
+// before the grid.
 func (lt *LayerTimes) Time(r, k int) float64 {
 	l := lt.Layer
 	if r < 0 || r > l.In || k < 0 || k > l.Out {
@@ -104,8 +107,9 @@ func (lt *LayerTimes) Time(r, k int) float64 {
 // Noise returns the relative noise of the difference between the time of candidate (r, k) and
 // the original's: the half width of the 95% confidence interval of the median of the
 // candidate's ratios to the original's turns beside them (RelCI / 2; Measure pairs them), the
-// widest among the measured points Time interpolates it from. A candidate is measurably faster than the original when its time is
-// below (1 - Noise) times the original's. Noise(0, 0) is 0.
+// widest among the measured points Time interpolates it from, or a refined point's (Refine). A
+// candidate is measurably faster than the original when its time is below (1 - Noise) times
+// the original's. Noise(0, 0) is 0.
 func (lt *LayerTimes) Noise(r, k int) float64 {
 	l := lt.Layer
 	if r < 0 || r > l.In || k < 0 || k > l.Out {

@@ -29,14 +29,11 @@ func MeasureTogether(progs []Program, opts Options) ([]Point, error) {
 		return nil, fmt.Errorf("latency: cannot time %d programs together", len(progs))
 	}
 	m := &meter{o: opts.withDefaults(), rng: rand.New(rand.NewPCG(1, 2))}
-	ref, err := m.open(progs[0])
+	ref, err := m.openWarm(progs[0])
 	if err != nil {
 		return nil, err
 	}
 	defer ref.timer.Close()
-	if err := m.warm(ref); err != nil {
-		return nil, err
-	}
 	_, pts, err := m.rounds(ref, progs, time.Now().Add(m.o.LayerBudget))
 	return pts, err
 }

@@ -24,8 +24,11 @@ import (
 // TargetTime of their summed original time; steps are ranked by loss per millisecond saved.
 // A time target out of reach is not an error: the allocation keeps the fastest ranks it
 // reaches, then raises those that recover the most loss while the time stays within 2% of that
-// (reachSlack), and the caller compares the result with the target. With opts.Time but no TargetTime, MACs are budgeted, but a layer counts as factorized only
-// where it is measurably faster, as settle then decides.
+// (reachSlack), and the caller compares the result with the target. With opts.Remeasure, a
+// factorization whose time was not measured again (opts.Remeasured) counts wherever its time
+// is below the original's (see effective). With opts.Time but no TargetTime, MACs are
+// budgeted, but a layer counts as factorized only where it is measurably faster, as settle
+// then decides.
 func Allocate(plans []*Plan, opts Options) error {
 	timed := opts.TargetTime > 0
 	target, what := opts.TargetMACs, "MACs"
@@ -107,21 +110,24 @@ func Allocate(plans []*Plan, opts Options) error {
 		budget = math.Floor(budget)
 	}
 	// effective is the cost of the model, each layer at the cheapest of its factorizations
-	// where that pays (see Plan.pays), else at its original's. With Remeasure, every saving in
-	// the times counts here: Choose measures the factorizations chosen again, and the gate
-	// (settle) decides on those times. Counted only where a table's interval already showed it,
-	// a noisy table's fastest ranks counted for nothing, and the allocation for a target out of
-	// reach raised the layer until its interval did: on MNIST, /2/Conv at ranks 4:4 (±47% in
-	// one table) went back to 16:16, and with the room that made, three layers to full rank.
-	gate := opts
-	if opts.Remeasure != nil {
-		gate.TimeNoise = nil
+	// where that pays (see Plan.pays), else at its original's. For a time target with
+	// Remeasure, a factorization not yet measured again counts wherever its time is below the
+	// original's: Choose measures the ones chosen again, and the gate decides on those times.
+	// Counted only where a table's interval already showed it, a noisy table's fastest ranks
+	// counted for nothing, and the allocation for a target out of reach raised the layer until
+	// its interval did: on MNIST, /2/Conv at ranks 4:4 (±47% in one table) went back to 16:16,
+	// and with the room that made, three layers to full rank.
+	pays := func(p *Plan, r, k int) bool {
+		if timed && opts.Remeasure != nil && (opts.Remeasured == nil || !opts.Remeasured(p, r, k)) {
+			return opts.Time(p, r, k) < opts.Time(p, 0, 0)
+		}
+		return p.pays(opts, r, k)
 	}
 	effective := func() float64 {
 		t := total
 		for _, st := range states {
 			r, k, _ := st.p.cheapest(opts, st.r, st.k)
-			if st.p.pays(gate, r, k) {
+			if pays(st.p, r, k) {
 				t += cost(st.p, r, k) - original(st.p)
 			}
 		}

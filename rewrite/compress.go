@@ -89,6 +89,11 @@ type Options struct {
 	// often than not, those whose noise made them look fast; measured again, they lose that
 	// edge, and another choice may win.
 	Remeasure func(plans []*Plan) (int, error)
+	// Remeasured, with Remeasure, reports whether the time of plan p at ranks r and k was
+	// measured again: for a time target, Allocate counts a factorization not measured again
+	// wherever it is faster than the original, one measured again only where the gate lets
+	// it (see Allocate).
+	Remeasured func(p *Plan, r, k int) bool
 }
 
 // MaxRemeasure is the most times Choose calls Options.Remeasure.
@@ -225,10 +230,10 @@ func Choose(plans []*Plan, opts Options) error {
 			return nil
 		}
 		if i == MaxRemeasure-1 {
-			// The ranks stand; the gate decides on their times as last measured.
+			// The ranks and sides stand; the gate decides on their times as last measured.
 			for _, p := range plans {
 				if p.conv != nil {
-					p.settle(opts)
+					p.Reason = p.slowReason(opts)
 				}
 			}
 			return nil
