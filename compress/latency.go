@@ -362,15 +362,24 @@ func (l *Latency) index(p *rewrite.Plan) int {
 
 // Remeasure times again, each beside its original layer, the factorizations chosen for the
 // plans that their tables say are faster than the layer (applied, or skipped as within the
-// noise) (latency.Refine), and returns how many it timed: rewrite.Options.Remeasure.
+// noise), and those one measured rank below them on each side (latency.LayerTimes.Below:
+// where a faster choice would go, which an unlucky table may rate slower than it is), by
+// latency.Refine, and returns how many it timed: rewrite.Options.Remeasure.
 func (l *Latency) Remeasure(plans []*rewrite.Plan) (int, error) {
 	var cands []latency.Candidate
 	for _, p := range plans {
 		if !p.Factorizable() || p.InRank == 0 && p.Rank == 0 {
 			continue
 		}
-		if lt := l.table(p); lt.Time(p.InRank, p.Rank) < lt.Time(0, 0) {
-			cands = append(cands, latency.Candidate{Layer: l.index(p), R: p.InRank, K: p.Rank})
+		lt, i := l.table(p), l.index(p)
+		if lt.Time(p.InRank, p.Rank) >= lt.Time(0, 0) {
+			continue
+		}
+		cands = append(cands, latency.Candidate{Layer: i, R: p.InRank, K: p.Rank})
+		for _, b := range lt.Below(p.InRank, p.Rank) {
+			if lt.Time(b[0], b[1]) < lt.Time(0, 0) {
+				cands = append(cands, latency.Candidate{Layer: i, R: b[0], K: b[1]})
+			}
 		}
 	}
 	done, err := latency.Refine(l.Table, cands, l.opts.Measure)

@@ -1023,3 +1023,31 @@ func TestSettle(t *testing.T) {
 		}
 	}
 }
+
+// TestBelow: the candidates one measured rank below a choice, per side it reduces.
+func TestBelow(t *testing.T) {
+	f := &fakeRunner{ident: "fake", ms: macsTime}
+	o := fakeOptions(t.TempDir(), f)
+	o.NoCache = true
+	tab, err := Measure([]Layer{convLayer}, o) // 32 -> 64, multiple 8, small ranks 2 and 4
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt := tab.Layers[0]
+	for _, tc := range []struct {
+		r, k int
+		want [][2]int
+	}{
+		{8, 0, [][2]int{{4, 0}}},
+		{7, 0, [][2]int{{4, 0}}}, // rounds to 8
+		{2, 0, nil},
+		{0, 16, [][2]int{{0, 8}}},
+		{lt.BothR[2], lt.BothK[3], [][2]int{{lt.BothR[1], lt.BothK[3]}, {lt.BothR[2], lt.BothK[2]}}},
+		{lt.BothR[0], lt.BothK[1], [][2]int{{lt.BothR[0], lt.BothK[0]}}},
+		{0, 0, nil},
+	} {
+		if got := lt.Below(tc.r, tc.k); !slices.Equal(got, tc.want) {
+			t.Errorf("Below(%d, %d) = %v, want %v (grid %v x %v)", tc.r, tc.k, got, tc.want, lt.BothR, lt.BothK)
+		}
+	}
+}

@@ -153,6 +153,41 @@ func (m *meter) session(lt *LayerTimes, r, k int, budget time.Duration) (float64
 	return pts[0].Ms / Median(ref.ms), pts[0].Runs, nil
 }
 
+// Below returns the candidates one measured rank below (r, k) on each side it reduces, ranks
+// rounded as Time rounds them: where a faster choice would move to.
+func (lt *LayerTimes) Below(r, k int) [][2]int {
+	r, k = lt.Round(r, k)
+	prev := func(grid []int, x int) int { // the largest rank of grid below x, 0 when none
+		p := 0
+		for _, g := range grid {
+			if g < x {
+				p = g
+			}
+		}
+		return p
+	}
+	in, out := lt.Ranks()
+	var below [][2]int
+	switch {
+	case r > 0 && k > 0:
+		if pr := prev(lt.BothR, r); pr > 0 {
+			below = append(below, [2]int{pr, k})
+		}
+		if pk := prev(lt.BothK, k); pk > 0 {
+			below = append(below, [2]int{r, pk})
+		}
+	case r > 0:
+		if pr := prev(in, r); pr > 0 {
+			below = append(below, [2]int{pr, 0})
+		}
+	case k > 0:
+		if pk := prev(out, k); pk > 0 {
+			below = append(below, [2]int{0, pk})
+		}
+	}
+	return below
+}
+
 // Retimed reports whether candidate (r, k) (ranks rounded as Time rounds them) has a refined
 // point (Refine).
 func (lt *LayerTimes) Retimed(r, k int) bool {
