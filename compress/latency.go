@@ -371,7 +371,8 @@ func (l *Latency) Remeasure(plans []*rewrite.Plan) (int, error) {
 		if !p.Factorizable() || p.InRank == 0 && p.Rank == 0 {
 			continue
 		}
-		lt, i := l.table(p), l.index(p)
+		i := l.index(p)
+		lt := l.Table.Layers[i]
 		if lt.Time(p.InRank, p.Rank) >= lt.Time(0, 0) {
 			continue
 		}

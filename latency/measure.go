@@ -299,6 +299,21 @@ func (m *meter) warm(t *track) error {
 // frequency, other tenants of a virtual machine) shifts both sides of a pair alike, so the
 // ratios hold where the turns themselves drift between rounds and groups.
 func (m *meter) rounds(ref *track, cands []Program, deadline time.Time) (Point, []Point, error) {
+	tracks, err := m.pairs(ref, cands, deadline)
+	if err != nil {
+		return Point{}, nil, err
+	}
+	all := Median(ref.ms)
+	pts := make([]Point, len(cands))
+	for i, t := range tracks {
+		pts[i] = Point{Ms: Median(t.ratios) * all, RelCI: relCI(t.ratios, 0.5), Runs: len(t.ratios)}
+	}
+	return ref.point(), pts, nil
+}
+
+// pairs runs the rounds of rounds and returns the candidates' tracks (closed) with their
+// ratios to ref's turns beside them.
+func (m *meter) pairs(ref *track, cands []Program, deadline time.Time) ([]*track, error) {
 	tracks := make([]*track, len(cands))
 	for g := 0; g == 0 || g < len(cands); g += groupSize - 1 {
 		group := tracks[g:min(g+groupSize-1, len(cands))]
@@ -309,15 +324,10 @@ func (m *meter) rounds(ref *track, cands []Program, deadline time.Time) (Point, 
 			}
 		}
 		if err != nil {
-			return Point{}, nil, err
+			return nil, err
 		}
 	}
-	all := Median(ref.ms)
-	pts := make([]Point, len(cands))
-	for i, t := range tracks {
-		pts[i] = Point{Ms: Median(t.ratios) * all, RelCI: relCI(t.ratios, 0.5), Runs: len(t.ratios)}
-	}
-	return ref.point(), pts, nil
+	return tracks, nil
 }
 
 func (t *track) point() Point {

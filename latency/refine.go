@@ -40,9 +40,14 @@ type Refinement struct {
 func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 	type job struct {
 		Refinement
-		lt     *LayerTimes
-		shape  string    // the layer as cached (canonical), which same-shaped layers share
-		ratios []float64 // each session's median ratio
+		lt         *LayerTimes
+		shape      string    // the layer as cached (canonical), which same-shaped layers share
+		orig, cand Program   // built once, opened again in each session
+		ratios     []float64 // each session's median ratio
+	}
+	shapes := make([]string, len(t.Layers))
+	for i, lt := range t.Layers {
+		shapes[i] = string(mustJSON(lt.Layer.canonical()))
 	}
 	var jobs []*job
 	seen := map[string]bool{}
@@ -56,7 +61,7 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 			return nil, fmt.Errorf("refine %s: ranks r=%d k=%d out of range", l.label(), c.R, c.K)
 		}
 		r, k := lt.Round(c.R, c.K)
-		shape := string(mustJSON(l.canonical()))
+		shape := shapes[c.Layer]
 		id := fmt.Sprintf("%s %d %d", shape, r, k)
 		if r == 0 && k == 0 || lt.refined(r, k) != nil || seen[id] {
 			continue
@@ -76,11 +81,19 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 	o.MinRuns = max(o.MinRuns, refineMinTurns)
 	o.MaxRuns = max(o.MaxRuns, o.MinRuns)
 	m := &meter{o: o, rng: rand.New(rand.NewPCG(3, 4))}
+	for _, j := range jobs {
+		if j.orig, err = build(j.lt.Layer, spec{}, nil, o.Context); err != nil {
+			return nil, err
+		}
+		if j.cand, err = build(j.lt.Layer, spec{chain, j.Point.R, j.Point.K}, nil, o.Context); err != nil {
+			return nil, err
+		}
+	}
 	// Sessions of one candidate are spread over the whole refinement, between the others'.
 	budget := o.RefineBudget / refineSessions
 	for range refineSessions {
 		for _, j := range jobs {
-			ratio, turns, err := m.session(j.lt, j.Point.R, j.Point.K, budget)
+			ratio, turns, err := m.session(j.orig, j.cand, budget)
 			if err != nil {
 				return nil, fmt.Errorf("refine %s: %w", j.lt.Layer.label(), err)
 			}
@@ -89,26 +102,24 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 		}
 	}
 	done := make([]Refinement, len(jobs))
-	changed := map[string]*LayerTimes{} // by shape, one table to write back
 	for i, j := range jobs {
 		j.Point.Ms = Median(j.ratios) * j.lt.Original.Ms
 		j.Point.RelCI = relCI(j.ratios, 0.5)
-		for _, other := range t.Layers {
-			if other == j.lt || string(mustJSON(other.Layer.canonical())) == j.shape {
+		for li, other := range t.Layers {
+			if shapes[li] == j.shape {
 				other.setRefined(j.Point)
 			}
 		}
-		changed[j.shape] = j.lt
 		done[i] = j.Refinement
 	}
-	if !o.NoCache {
-		for _, j := range jobs {
-			if lt := changed[j.shape]; lt != nil {
-				delete(changed, j.shape)
-				if err := saveCache(o, o.key(lt.Layer, ident), lt); err != nil {
-					o.warn("latency cache not written: %v", err)
-				}
-			}
+	saved := map[string]bool{} // one write per table, once all its points are in
+	for _, j := range jobs {
+		if o.NoCache || saved[j.shape] {
+			continue
+		}
+		saved[j.shape] = true
+		if err := saveCache(o, o.key(j.lt.Layer, ident), j.lt); err != nil {
+			o.warn("latency cache not written: %v", err)
 		}
 	}
 	t.Runs += m.runs
@@ -127,30 +138,21 @@ const refineSessions = 4
 // interval: a few turns that happen to agree stop no session (its budget may stop it sooner).
 const refineMinTurns = 8
 
-// session opens the original of lt and its candidate (r, k), warms them and times them in
+// session opens a layer's original program and a candidate's, warms them and times them in
 // paired turns until the ratios' interval is within RelTol (not before Options.MinRuns turns)
 // or budget is spent (past it, once there were hardMinRuns turns), and returns the median of
 // the candidate's ratios to the original's turns beside it and the number of turns.
-func (m *meter) session(lt *LayerTimes, r, k int, budget time.Duration) (float64, int, error) {
-	orig, err := build(lt.Layer, spec{}, nil, m.o.Context)
-	if err != nil {
-		return 0, 0, err
-	}
-	cand, err := build(lt.Layer, spec{chain, r, k}, nil, m.o.Context)
-	if err != nil {
-		return 0, 0, err
-	}
+func (m *meter) session(orig, cand Program, budget time.Duration) (float64, int, error) {
 	ref, err := m.openWarm(orig)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer ref.timer.Close()
-	_, pts, err := m.rounds(ref, []Program{cand}, time.Now().Add(budget))
+	tracks, err := m.pairs(ref, []Program{cand}, time.Now().Add(budget))
 	if err != nil {
 		return 0, 0, err
 	}
-	// rounds scaled the median ratio by the median of ref's turns.
-	return pts[0].Ms / Median(ref.ms), pts[0].Runs, nil
+	return Median(tracks[0].ratios), len(tracks[0].ratios), nil
 }
 
 // Below returns the candidates one measured rank below (r, k) on each side it reduces, ranks

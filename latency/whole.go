@@ -19,11 +19,11 @@ func ModelProgram(name string, m *onnxio.Model, input string, dims []int64) (Pro
 }
 
 // MeasureTogether times programs side by side, as Measure times a layer's original and its
-// candidates: in rounds, in a new random order each round, so that the machine getting slower
-// or faster shifts them all alike and their ratios hold, until every median's confidence
-// interval is within RelTol, or LayerBudget (each having run at least 3 times) or MaxRuns is
-// spent. The first program also runs once per round as the reference that times of later
-// groups are scaled by. Nothing is cached. It returns the programs' points in order.
+// candidates: in rounds, in a new random order each round, each turn of a program paired with
+// a turn of the first (the reference), until every median's confidence interval is within
+// RelTol, or LayerBudget (each having run at least 3 times) or MaxRuns is spent; a program's
+// time is the median of its ratios to the reference's turns beside it, times the reference's
+// median. Nothing is cached. It returns the programs' points in order.
 func MeasureTogether(progs []Program, opts Options) ([]Point, error) {
 	if len(progs) == 0 || len(progs) >= groupSize {
 		return nil, fmt.Errorf("latency: cannot time %d programs together", len(progs))
