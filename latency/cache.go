@@ -188,7 +188,7 @@ func (e cacheEntry) check(key cacheKey) error {
 	}
 	for i, p := range lt.Refined {
 		r, k := lt.Round(p.R, p.K)
-		if !ok(p) || p.R < 0 || p.K < 0 || r != p.R || k != p.K || r == 0 && k == 0 || i > 0 && !(lt.Refined[i-1].R < r || lt.Refined[i-1].R == r && lt.Refined[i-1].K < k) {
+		if !ok(p) || !(p.Orig >= 0) || math.IsInf(p.Orig, 0) || p.R < 0 || p.K < 0 || r != p.R || k != p.K || r == 0 && k == 0 || i > 0 && !(lt.Refined[i-1].R < r || lt.Refined[i-1].R == r && lt.Refined[i-1].K < k) {
 			return fmt.Errorf("bad refined point %+v", p)
 		}
 	}

@@ -397,6 +397,7 @@ func TestCacheCorrupt(t *testing.T) {
 		{"refined negative rank", edit(func(c *cacheEntry) { c.Times.Refined = []Point{{R: -8, Ms: 1, Runs: 20}} })},
 		{"refined zero time", edit(func(c *cacheEntry) { c.Times.Refined = []Point{{R: 8, Runs: 20}} })},
 		{"refined twice", edit(func(c *cacheEntry) { c.Times.Refined = []Point{{R: 8, Ms: 1}, {R: 8, Ms: 2}} })},
+		{"refined negative original", edit(func(c *cacheEntry) { c.Times.Refined = []Point{{R: 8, Ms: 1, Runs: 20, Orig: -1}} })},
 		{"huge number", []byte(strings.Replace(string(good), `"ms": `, `"ms": 1e999`, 1))},
 	} {
 		if err := os.WriteFile(files[0], tc.data, 0o644); err != nil {
@@ -1050,4 +1051,53 @@ func TestBelow(t *testing.T) {
 			t.Errorf("Below(%d, %d) = %v, want %v (grid %v x %v)", tc.r, tc.k, got, tc.want, lt.BothR, lt.BothK)
 		}
 	}
+}
+
+// TestRefineLevel: a table measured in a slow minute (every program 1.5 times as long) moves
+// to the level of the original's times in Refine's sessions, every candidate's time with it,
+// ratios unchanged; the cache keeps the level.
+func TestRefineLevel(t *testing.T) {
+	slow := 1.5
+	f := &fakeRunner{ident: "fake", ms: func(p Program, n int) float64 { return slow * macsTime(p, n) }}
+	dir := t.TempDir()
+	o := fakeOptions(dir, f)
+	tab, err := Measure([]Layer{convLayer}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := float64(convLayer.MACs(0, 0))/1e7 + 0.05
+	at := func(r int) float64 { return float64(convLayer.MACs(r, 0))/1e7 + 0.05 }
+	check := func(when string, tab *Table, level float64) {
+		t.Helper()
+		lt := tab.Layers[0]
+		if got := lt.Level(); math.Abs(got/level-1) > 1e-4 {
+			t.Errorf("%s: level %.4f ms, want %.4f", when, got, level)
+		}
+		if got := lt.Time(0, 0); math.Abs(got/level-1) > 1e-4 {
+			t.Errorf("%s: original %.4f ms, want the level %.4f", when, got, level)
+		}
+		for _, r := range []int{8, 16, 24} {
+			if got, want := lt.Time(r, 0), level*at(r)/orig; math.Abs(got/want-1) > 1e-4 {
+				t.Errorf("%s: input %d takes %.4f ms, want %.4f (its ratio times the level)", when, r, got, want)
+			}
+		}
+	}
+	check("as measured", tab, slow*orig)
+	slow = 1
+	if _, err := Refine(tab, []Candidate{{Layer: 0, R: 8}}, o); err != nil {
+		t.Fatal(err)
+	}
+	if p := tab.Layers[0].Refined[0]; math.Abs(p.Orig/orig-1) > 1e-4 {
+		t.Errorf("refined point's original %.4f ms, want %.4f", p.Orig, orig)
+	}
+	check("one refined point", tab, (1.5*orig+orig)/2)
+	if _, err := Refine(tab, []Candidate{{Layer: 0, R: 16}}, o); err != nil {
+		t.Fatal(err)
+	}
+	check("two refined points", tab, orig)
+	again, err := Measure([]Layer{convLayer}, fakeOptions(dir, &fakeRunner{ident: "fake", ms: macsTime}))
+	if err != nil || again.Cached != 1 {
+		t.Fatalf("cache: %d cached, %v", again.Cached, err)
+	}
+	check("cached", again, orig)
 }

@@ -15,7 +15,8 @@ type Candidate struct {
 }
 
 // Refinement is one candidate Refine timed again: its layer's index, its time in the table
-// before (milliseconds per run, interpolated or measured) and the refined point.
+// before (milliseconds per run, interpolated or measured) and the refined point, both in the
+// level of the table's original (LayerTimes.Original, not Level).
 type Refinement struct {
 	Layer  int
 	Before float64
@@ -25,8 +26,9 @@ type Refinement struct {
 // Refine times again each candidate (ranks rounded as Time rounds them) that has no refined
 // point yet, beside its layer's original in paired turns as Measure does, in refineSessions
 // sessions spread over the refinement, Options.RefineBudget for all of them; the median of the
-// sessions' median ratios, times the table's original, is its refined time, and the interval
-// of that median its RelCI. The point goes to LayerTimes.Refined of every layer of t with the
+// sessions' median ratios, times the table's original, is its refined time, the interval
+// of that median its RelCI, and the median of the original's times in those sessions its Orig,
+// which moves the layer's Level. The point goes to LayerTimes.Refined of every layer of t with the
 // same shape, where Time and Noise find it before the grid, and each layer's cache entry is
 // rewritten with it. It returns what it timed, in the order of cands.
 //
@@ -44,6 +46,7 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 		shape      string    // the layer as cached (canonical), which same-shaped layers share
 		orig, cand Program   // built once, opened again in each session
 		ratios     []float64 // each session's median ratio
+		origs      []float64 // each session's median of the original's turns, ms
 	}
 	shapes := make([]string, len(t.Layers))
 	for i, lt := range t.Layers {
@@ -67,7 +70,7 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 			continue
 		}
 		seen[id] = true
-		jobs = append(jobs, &job{Refinement: Refinement{Layer: c.Layer, Before: lt.Time(r, k), Point: Point{R: r, K: k}}, lt: lt, shape: shape})
+		jobs = append(jobs, &job{Refinement: Refinement{Layer: c.Layer, Before: lt.ratioTime(r, k), Point: Point{R: r, K: k}}, lt: lt, shape: shape})
 	}
 	if len(jobs) == 0 {
 		return nil, nil
@@ -93,11 +96,12 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 	budget := o.RefineBudget / refineSessions
 	for range refineSessions {
 		for _, j := range jobs {
-			ratio, turns, err := m.session(j.orig, j.cand, budget)
+			ratio, orig, turns, err := m.session(j.orig, j.cand, budget)
 			if err != nil {
 				return nil, fmt.Errorf("refine %s: %w", j.lt.Layer.label(), err)
 			}
 			j.ratios = append(j.ratios, ratio)
+			j.origs = append(j.origs, orig)
 			j.Point.Runs += turns
 		}
 	}
@@ -105,6 +109,7 @@ func Refine(t *Table, cands []Candidate, opts Options) ([]Refinement, error) {
 	for i, j := range jobs {
 		j.Point.Ms = Median(j.ratios) * j.lt.Original.Ms
 		j.Point.RelCI = relCI(j.ratios, 0.5)
+		j.Point.Orig = Median(j.origs)
 		for li, other := range t.Layers {
 			if shapes[li] == j.shape {
 				other.setRefined(j.Point)
@@ -141,18 +146,19 @@ const refineMinTurns = 8
 // session opens a layer's original program and a candidate's, warms them and times them in
 // paired turns until the ratios' interval is within RelTol (not before Options.MinRuns turns)
 // or budget is spent (past it, once there were hardMinRuns turns), and returns the median of
-// the candidate's ratios to the original's turns beside it and the number of turns.
-func (m *meter) session(orig, cand Program, budget time.Duration) (float64, int, error) {
+// the candidate's ratios to the original's turns beside it, the median of the original's
+// turns (ms) and the number of turns.
+func (m *meter) session(orig, cand Program, budget time.Duration) (ratio, origMs float64, turns int, err error) {
 	ref, err := m.openWarm(orig)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer ref.timer.Close()
 	tracks, err := m.pairs(ref, []Program{cand}, time.Now().Add(budget))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return Median(tracks[0].ratios), len(tracks[0].ratios), nil
+	return Median(tracks[0].ratios), Median(ref.ms), len(tracks[0].ratios), nil
 }
 
 // Below returns the candidates one measured rank below (r, k) on each side it reduces, ranks

@@ -20,6 +20,9 @@ type Point struct {
 	Ms    float64 `json:"ms"`
 	RelCI float64 `json:"rel_ci"`
 	Runs  int     `json:"runs"`
+	// Orig is, for a point Refine timed, the original's time in the sessions that timed it
+	// (the median of the sessions' medians), milliseconds; 0 elsewhere.
+	Orig float64 `json:"orig_ms,omitempty"`
 }
 
 // Check compares, at ranks R and K, the measured chain (Chain) with the grid's interpolation
@@ -79,19 +82,26 @@ func (t *Table) Time(layer, r, k int) float64 { return t.Layers[layer].Time(r, k
 // linearly for one side, bilinearly for both. Small ranks are always measured, so no time is
 // interpolated across the multiple. Ranks off the multiple are not modelled (see RankMultiple):
 // allocate on multiples and small ranks. A refined point (Refine) at the rounded ranks comes
-// before the grid.
+// before the grid. Every time is in the layer's Level: its ratio to the table's original
+// (Original.Ms) times Level.
 func (lt *LayerTimes) Time(r, k int) float64 {
 	l := lt.Layer
 	if r < 0 || r > l.In || k < 0 || k > l.Out {
 		panic(fmt.Sprintf("latency: ranks r=%d k=%d out of range for %s", r, k, l))
 	}
 	r, k = lt.Round(r, k)
+	if r == 0 && k == 0 {
+		return lt.Level()
+	}
+	return lt.Level() / lt.Original.Ms * lt.ratioTime(r, k)
+}
+
+// ratioTime is Time at rounded ranks before Level: in the level of the table's original.
+func (lt *LayerTimes) ratioTime(r, k int) float64 {
 	if p := lt.refined(r, k); p != nil {
 		return p.Ms
 	}
 	switch {
-	case r == 0 && k == 0:
-		return lt.Original.Ms
 	case k == 0:
 		return interp1(lt.Input, r, func(p Point) int { return p.R })
 	case r == 0:
@@ -102,6 +112,34 @@ func (lt *LayerTimes) Time(r, k int) float64 {
 	at := func(i, j int) float64 { return lt.Both[i*len(lt.BothK)+j].Ms }
 	i1, j1 := min(i+1, len(lt.BothR)-1), min(j+1, len(lt.BothK)-1)
 	return (1-fi)*(1-fj)*at(i, j) + fi*(1-fj)*at(i1, j) + (1-fi)*fj*at(i, j1) + fi*fj*at(i1, j1)
+}
+
+// Level is the layer's original time in milliseconds that Time scales every candidate's
+// ratio by: the median of the table's original (Original.Ms) and of each refined point's
+// original in its Refine sessions (Point.Orig); Original.Ms where nothing was refined.
+//
+// Why: a candidate's ratio to the original is known from paired turns, but what a program
+// takes in absolute terms depends on the session it runs in and on the minute, and every saving
+// of a layer scales with that level. MNIST's /2/Conv original took 5.0 to 6.3 ms in twelve
+// tables (batch 64, one thread, 2-core virtual machine), each from one session. The compressed
+// model's predicted latency (the original model measured, less the savings) errs where its
+// largest layers' levels do: twelve predictions from such tables, against the whole models
+// timed minutes later, were 5-51% too fast (mean absolute error 22%); the same with each
+// applied layer's original timed again in 4 sessions, 37% too fast to 11% too slow (mean
+// absolute error 12%). Refine times the original in every session it times a candidate, so a
+// layer compressed gets its level from those sessions as well, at no extra cost.
+func (lt *LayerTimes) Level() float64 {
+	var buf [8]float64
+	v := append(buf[:0], lt.Original.Ms)
+	for _, p := range lt.Refined {
+		if p.Orig > 0 {
+			v = append(v, p.Orig)
+		}
+	}
+	if len(v) == 1 {
+		return v[0]
+	}
+	return Median(v)
 }
 
 // Noise returns the relative noise of the difference between the time of candidate (r, k) and

@@ -188,22 +188,45 @@ func TestTargetLatencyMNIST(t *testing.T) {
 // latency cache in folder cache.
 func checkRefined(t *testing.T, cache string, layers []latencyLayer) {
 	t.Helper()
-	var refined []float64 // of any layer: the cache does not name them
+	// Of any layer (the cache does not name them): each table's level, the median of its
+	// original and of its refined points' originals in their sessions, and its refined times
+	// in that level.
+	var levels, refined []float64
 	files, _ := filepath.Glob(filepath.Join(cache, "*.json"))
 	for _, f := range files {
 		var e struct {
-			Times struct{ Refined []struct{ Ms float64 } }
+			Times struct {
+				Original struct{ Ms float64 }
+				Refined  []struct {
+					Ms   float64
+					Orig float64 `json:"orig_ms"`
+				}
+			}
 		}
 		if b, err := os.ReadFile(f); err != nil || json.Unmarshal(b, &e) != nil {
 			t.Fatalf("cache file %s: %v", f, err)
 		}
+		orig := e.Times.Original.Ms
+		origs := []float64{orig}
 		for _, p := range e.Times.Refined {
-			refined = append(refined, p.Ms)
+			if !(p.Orig > 0) {
+				t.Errorf("cache file %s: refined point %+v without its original's time", f, p)
+				continue
+			}
+			origs = append(origs, p.Orig)
+		}
+		level := latency.Median(origs)
+		levels = append(levels, level)
+		for _, p := range e.Times.Refined {
+			refined = append(refined, p.Ms*level/orig)
 		}
 	}
+	near := func(xs []float64, x float64) bool {
+		return slices.ContainsFunc(xs, func(y float64) bool { return abs(x-y) <= 1e-9*y })
+	}
 	for _, ll := range layers {
-		if ll.Applied && !slices.Contains(refined, ll.AfterMs) {
-			t.Errorf("layer %s applied at %.4f ms, not among the refined times %v", ll.Name, ll.AfterMs, refined)
+		if ll.Applied && (!near(refined, ll.AfterMs) || !near(levels, ll.OriginalMs)) {
+			t.Errorf("layer %s applied at %.4f ms from %.4f ms, not among the refined times %v and levels %v", ll.Name, ll.AfterMs, ll.OriginalMs, refined, levels)
 		}
 	}
 }
