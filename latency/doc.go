@@ -85,7 +85,7 @@
 // of its original, each session claiming ±2.5-4%; the median over sessions is taken. The
 // original's times in those sessions set the layer's level (LayerTimes.Level, which every Time
 // of the layer scales with): a table's original comes from one session in one quarter minute,
-// and MNIST's largest layer measured 5.0 to 6.3 ms across twelve tables.
+// and MNIST's largest layer measured 5.0 to 6.3 ms across eleven tables.
 //
 // Results are cached on disk (DefaultCacheDir, one JSON file per layer and setup, refined
 // points included): the table of a layer measured once with the same shapes, attributes,

@@ -120,10 +120,10 @@ func (lt *LayerTimes) ratioTime(r, k int) float64 {
 //
 // Why: a candidate's ratio to the original is known from paired turns, but what a program
 // takes in absolute terms depends on the session it runs in and on the minute, and every saving
-// of a layer scales with that level. MNIST's /2/Conv original took 5.0 to 6.3 ms in twelve
+// of a layer scales with that level. MNIST's /2/Conv original took 5.0 to 6.3 ms in eleven
 // tables (batch 64, one thread, 2-core virtual machine), each from one session. The compressed
 // model's predicted latency (the original model measured, less the savings) errs where its
-// largest layers' levels do: twelve predictions from such tables, against the whole models
+// largest layers' levels do: twelve predictions from eight sets of such tables, against the whole models
 // timed minutes later, were 5-51% too fast (mean absolute error 22%); the same with each
 // applied layer's original timed again in 4 sessions, 37% too fast to 11% too slow (mean
 // absolute error 12%). Refine times the original in every session it times a candidate, so a
