@@ -386,7 +386,7 @@ func (l *Latency) Remeasure(plans []*rewrite.Plan) (int, error) {
 	done, err := latency.Refine(l.Table, cands, l.opts.Measure)
 	for _, d := range done {
 		lt := l.Table.Layers[d.Layer]
-		l.opts.log("latency of %s at %s timed again: %.3f ms in the table, %.3f ms (±%.1f%%, %d turns beside the original's %.3f ms, %.3f there); the layer's level now %.3f ms",
+		l.opts.log("latency of %s at %s timed again: %.3f ms in the table, %.3f ms (±%.1f%%, %d turns; the original %.3f ms in the table, %.3f in these sessions); the layer's level now %.3f ms",
 			lt.Layer.Name, rankPair(d.Point.R, d.Point.K), d.Before, d.Point.Ms, 50*d.Point.RelCI, d.Point.Runs, lt.Original.Ms, d.Point.Orig, lt.Level())
 	}
 	l.refined += len(done)
@@ -442,8 +442,9 @@ type LayerLatency struct {
 	Applied bool   `json:"applied"`
 	InRank  int    `json:"in_rank,omitempty"`
 	Rank    int    `json:"rank,omitempty"`
-	// OriginalMs is the original layer's time (its level, latency.LayerTimes.Level); AfterMs the factorization's at the applied
-	// ranks (the original's when skipped); Noise the relative noise of their difference.
+	// OriginalMs is the original layer's time (its level, latency.LayerTimes.Level); AfterMs
+	// the factorization's at the applied ranks (the original's when skipped), in the same
+	// level; Noise the relative noise of their difference.
 	OriginalMs float64 `json:"original_ms"`
 	AfterMs    float64 `json:"after_ms"`
 	Noise      float64 `json:"noise"`
