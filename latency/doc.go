@@ -46,6 +46,12 @@
 // what the chosen ranks save was overstated by 9-12% and the compressed model's predicted
 // latency was 18-26% optimistic; with them (and bursts, below), within 8% either way.
 //
+// A layer timed alone, run after run, also keeps its weights in the processor's caches, which
+// in a model whose weights exceed the last-level cache the other layers evict between its
+// runs. Where Layer.Evict is set (compress and bench layers set it when Pressured: the model's
+// weights exceed LastLevelCache), each run of the layer's programs is preceded, untimed, by a
+// sweep of the cache and a read of the program's input (see pressure.go).
+//
 // The same overheads are in every candidate of a layer and in its original (same input and
 // output, same context): differences between them (what a rank saves) are sound, but the sum of the layers'
 // times overestimates the whole model (1.1x to 1.9x on MNIST at batch 64 across runs on a busy

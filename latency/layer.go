@@ -40,6 +40,10 @@ type Layer struct {
 	// meets in the model.
 	BlockedIn  bool `json:"blocked_in,omitempty"`
 	BlockedOut bool `json:"blocked_out,omitempty"`
+	// Evict says that the model's weights exceed the last-level cache (Pressured), so that the
+	// layer finds its weights evicted at each run: each run of its programs is preceded by a
+	// sweep of the cache (see pressure.go).
+	Evict bool `json:"evict,omitempty"`
 }
 
 func (l Layer) batch() int { return max(l.Batch, 1) }

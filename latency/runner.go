@@ -128,15 +128,16 @@ func (r *ortRunner) Open(p Program) (Timer, error) {
 	}
 	in.refs++
 	r.mu.Unlock()
-	return &ortTimer{r: r, s: s, key: key, x: in.x, dims: p.Dims}, nil
+	return &ortTimer{r: r, s: s, key: key, x: in.x, dims: p.Dims, evict: p.Evict}, nil
 }
 
 type ortTimer struct {
-	r    *ortRunner
-	s    *ort.Session
-	key  string
-	x    []float32
-	dims []int64
+	r     *ortRunner
+	s     *ort.Session
+	key   string
+	x     []float32
+	dims  []int64
+	evict bool
 }
 
 func discard([]ort.Output) error { return nil }
@@ -145,6 +146,10 @@ func discard([]ort.Output) error { return nil }
 // the time is that thread's CPU time, which leaves out the time the system gave to other
 // processes (on a busy machine, most of the noise); else the wall time.
 func (t *ortTimer) Run() (time.Duration, error) {
+	if t.evict {
+		sweep()
+		touch(t.x)
+	}
 	if t.r.opts.Threads == 1 {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
