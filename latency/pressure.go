@@ -22,6 +22,7 @@ import (
 // (Pressured), FromNode's callers set Layer.Evict, and each run of the layer's programs is
 // preceded (untimed) by a read of a buffer larger than that cache and then of the program's
 // input, which in the model comes straight from the layer before: weights cold, input warm.
+// With fresh tables so timed, ResNet-18 was predicted 1.54x against 1.63x measured.
 
 // LastLevelCache returns the size in bytes of the largest CPU cache of this machine (Linux
 // sysfs, cpu0), 0 where unknown.
