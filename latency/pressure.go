@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/convpca/convpca/onnxio"
 )
@@ -78,11 +79,9 @@ func Pressured(g *onnxio.Graph, cache int64) bool {
 	}
 	var bytes int64
 	for _, t := range g.Initializers() {
-		n := int64(4)
-		for _, d := range t.Dims {
-			n *= max(d, 0)
+		if n, err := onnxio.NumElements(t.Dims); err == nil { // a bad shape is refused where decoded
+			bytes += 4 * int64(n)
 		}
-		bytes += n
 	}
 	return bytes > cache
 }
@@ -99,7 +98,7 @@ func sweep() {
 	for i := 0; i < len(sweeper.buf); i += 64 {
 		s += sweeper.buf[i]
 	}
-	sink += s
+	sink.Add(uint32(s))
 }
 
 var (
@@ -107,7 +106,7 @@ var (
 		sync.Once
 		buf []byte
 	}
-	sink byte
+	sink atomic.Uint32 // sweeps may run in concurrent Measures
 )
 
 // touch reads x, as the layer before would have left it in the cache.
@@ -116,5 +115,5 @@ func touch(x []float32) {
 	for i := 0; i < len(x); i += 16 {
 		s += x[i]
 	}
-	sink += byte(s)
+	sink.Add(uint32(s))
 }
