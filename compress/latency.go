@@ -156,11 +156,6 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 			}
 		}
 	}
-	// A model whose weights exceed the last-level cache has its layers timed with it swept.
-	evict := latency.Pressured(m.Graph, latency.LastLevelCache())
-	if evict {
-		o.log("the model's weights exceed the %d MB last-level cache: each layer's programs are timed with it swept before every run (latency.Layer.Evict)", latency.LastLevelCache()>>20)
-	}
 	var layers []latency.Layer
 	for _, n := range nodes {
 		shape, ok := samples[n.Inputs[0]]
@@ -178,7 +173,7 @@ func MeasureLatency(m *onnxio.Model, res *calib.Result, data Data, copts ort.Opt
 			}
 			return nil, fmt.Errorf("latency: layer %s cannot be timed: %s", n.Label(), reason)
 		}
-		lay.Evict = evict
+		lay.Sweep = latency.Pressure(lay, latency.CacheSizes())
 		layers = append(layers, lay)
 		l.layers = append(l.layers, timedLayer{name: n.Label(), key: n.Outputs[0]})
 	}

@@ -47,10 +47,10 @@
 // latency was 18-26% optimistic; with them (and bursts, below), within 8% either way.
 //
 // A layer timed alone, run after run, also keeps its weights in the processor's caches, which
-// in a model whose weights exceed the last-level cache the other layers evict between its
-// runs. Where Layer.Evict is set (compress and bench layers set it when Pressured: the model's
-// weights exceed LastLevelCache), each run of the layer's programs is preceded, untimed, by a
-// sweep of the cache and a read of the program's input (see pressure.go).
+// in a model the other layers take between its runs. Where Layer.Sweep is set (compress and
+// bench layers set it to Pressure's answer: where the layer's weights exceed a core's own
+// cache, half again the largest cache), each run of the layer's programs is preceded, untimed,
+// by a read of that many bytes and then of the program's input (see pressure.go).
 //
 // The same overheads are in every candidate of a layer and in its original (same input and
 // output, same context): differences between them (what a rank saves) are sound, but the sum of the layers'

@@ -40,10 +40,11 @@ type Layer struct {
 	// meets in the model.
 	BlockedIn  bool `json:"blocked_in,omitempty"`
 	BlockedOut bool `json:"blocked_out,omitempty"`
-	// Evict says that the model's weights exceed the last-level cache (Pressured), so that the
-	// layer finds its weights evicted at each run: each run of its programs is preceded by a
-	// sweep of the cache (see pressure.go).
-	Evict bool `json:"evict,omitempty"`
+	// Sweep is how many bytes each run of the layer's programs reads first (then its input),
+	// evicting its weights from the caches smaller than that: Pressure's answer, set by
+	// FromNode's callers where the weights exceed a core's own cache (see pressure.go); 0 for
+	// none.
+	Sweep int64 `json:"sweep,omitempty"`
 }
 
 func (l Layer) batch() int { return max(l.Batch, 1) }
@@ -112,7 +113,8 @@ func (l Layer) label() string {
 	return l.Op
 }
 
-// String describes the layer's shape, such as "Conv 32->64 k3x3 s2 in 32x28x28 b64".
+// String describes the layer's shape, such as "Conv 32->64 k3x3 s2 in 32x28x28 b64" (with
+// " cold" where it is timed with the caches swept).
 func (l Layer) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %d->%d", l.Op, l.In, l.Out)
@@ -127,6 +129,9 @@ func (l Layer) String() string {
 	}
 	b.WriteString(" in " + ints(l.Input, "x"))
 	fmt.Fprintf(&b, " b%d", l.batch())
+	if l.Sweep > 0 {
+		b.WriteString(" cold") // timed with the caches swept (Sweep)
+	}
 	return b.String()
 }
 

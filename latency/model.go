@@ -20,7 +20,7 @@ type Program struct {
 	Dims    []int64  // the input's shape, batch first
 	Outputs []string // the outputs it computes
 	MACs    int64    // multiply-adds of one run
-	Evict   bool     // sweep the cache before each run, then read the input (Layer.Evict)
+	Sweep   int64    // bytes read before each run, then the input (Layer.Sweep); 0: none
 }
 
 // part says which model of a layer a program is: a whole candidate (chain) or one node of it.
@@ -174,7 +174,7 @@ func build(l Layer, s spec, wf weightFunc, block int) (Program, error) {
 	if err != nil {
 		return Program{}, fmt.Errorf("latency: marshal %s: %w", s, err)
 	}
-	return Program{Name: s.String(), Model: data, Input: x, Dims: dims, Outputs: []string{y}, MACs: s.macs(l), Evict: l.Evict}, nil
+	return Program{Name: s.String(), Model: data, Input: x, Dims: dims, Outputs: []string{y}, MACs: s.macs(l), Sweep: l.Sweep}, nil
 }
 
 type builder struct {

@@ -3,52 +3,77 @@ package latency
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/convpca/convpca/onnxio"
 )
 
 // Cache pressure. A layer timed alone, run after run, finds its weights in the processor's
-// caches; in a model whose weights do not fit the last-level cache, the other layers evict
-// them between two runs of it, and a weight-bound layer takes longer. torchvision's ResNet-18
-// (64x64 inputs, batch 8, one thread, 45 MB of weights against a 32 MB L3): layer4's 3x3
-// Convs (512 channels on 2x2, 9.4 MB of weights each) took 1.21 ms alone and 1.6 ms in the
-// model (onnxruntime's profile), and factorized at 288:224, layer4.1/conv2 saved 1.09 ms in
-// the model against 0.77 ms in its table; the whole model was predicted 1.38x faster and
-// measured 1.61x. Timed with the cache swept before every run, the same layer saved 1.02 and
-// 1.17 ms (0.80 and 0.81 without). So where the model's weights exceed the last-level cache
-// (Pressured), FromNode's callers set Layer.Evict, and each run of the layer's programs is
-// preceded (untimed) by a read of a buffer larger than that cache and then of the program's
-// input, which in the model comes straight from the layer before: weights cold, input warm.
-// With fresh tables so timed, ResNet-18 was predicted 1.54x against 1.63x measured.
+// caches; in a model, the other layers' weights and activations (and on a virtual machine,
+// other tenants) take the caches between two runs of it, and a layer whose weights are large
+// for its work reads them from farther away. torchvision's ResNet-18 (64x64 inputs, batch 8,
+// one thread): layer4's 3x3 Convs (512 channels on 2x2, 9.4 MB of weights each) took 1.21 ms
+// alone and 1.6 ms in the model (onnxruntime's profile), and factorized at 288:224,
+// layer4.1/conv2 saved 1.09 ms in the model against 0.77 ms in its table. MobileNetV2's
+// classifier (a 1280 x 1000 Gemm at batch 8, 5 MB of weights in a model of 14 MB, well inside
+// this machine's 32 MB L3) took 0.165 ms alone and 0.368 ms in the model; its factorization
+// saved 0.20 ms there against 0.076 ms in its table. Layers with small weights and much work,
+// the early ones, were not slower in the model.
+//
+// So FromNode's callers set Layer.Sweep to Pressure's answer: where a layer's weights exceed
+// the smallest cache of level 2 or above (a core's own), half again the largest. Each run of
+// the layer's programs is then preceded, untimed and on the thread that runs it, by a read of
+// that many bytes and then of the program's input, which in the model comes straight from the
+// layer before: weights cold, input warm. Sweeping every layer costs time for little where the
+// weights are small: a read of 1.5x a 32 MB cache takes about 2 ms, against layers of 0.02 to
+// 0.3 ms on MobileNetV2, whose tables then took 796 s instead of 195 (and 303 s so).
+//
+// Cold is an upper bound. In a model, a large layer's weights are partly in the shared cache:
+// MobileNetV3-small's two classifier Gemms (2.4 and 4 MB) took 0.08 and 0.12 ms warm, 0.24 and
+// 0.39 ms cold, and what their factorizations saved in the model lay between the two (the
+// whole model predicted 16% optimistic cold, 21% pessimistic warm; MobileNetV2 1% optimistic
+// cold, 16% pessimistic warm). Tried and dropped: sweeping only a core's own cache (MobileNetV2
+// and V3 still 14% and 19% pessimistic), and sweeping as many bytes as the model's other
+// weights (MobileNetV3 26% pessimistic: the other 6 MB of weights left the Gemms' in the L3).
+//
+// The buffer swept is written once when made: a fresh buffer only read maps every page to the
+// kernel's one zero page, and reading it evicts nothing (48 MB read in 9.4 ms, written and read
+// in 2 ms; the first sweep, before this, evicted only translations).
 
-// LastLevelCache returns the size in bytes of the largest CPU cache of this machine (Linux
-// sysfs, cpu0), 0 where unknown.
-func LastLevelCache() int64 {
-	llc.Do(func() { llc.size = readCacheSize("/sys/devices/system/cpu/cpu0/cache") })
-	return llc.size
+// CacheSizes returns the sizes in bytes of cpu0's data and unified caches of level 2 and above
+// (Linux sysfs), smallest first; nil where unknown.
+func CacheSizes() []int64 {
+	caches.Do(func() { caches.sizes = readCacheSizes("/sys/devices/system/cpu/cpu0/cache") })
+	return caches.sizes
 }
 
-var llc struct {
+var caches struct {
 	sync.Once
-	size int64
+	sizes []int64
 }
 
-// readCacheSize returns the largest "size" of dir's index*/ entries, 0 when none is readable.
-func readCacheSize(dir string) int64 {
-	entries, _ := filepath.Glob(filepath.Join(dir, "index*", "size"))
-	var best int64
+// readCacheSizes returns the sizes of dir's index*/ entries of level 2 and above that hold
+// data (type Data or Unified), smallest first, skipping unreadable ones.
+func readCacheSizes(dir string) []int64 {
+	entries, _ := filepath.Glob(filepath.Join(dir, "index*"))
+	var sizes []int64
 	for _, e := range entries {
-		data, err := os.ReadFile(e)
-		if err != nil {
+		read := func(name string) string {
+			data, _ := os.ReadFile(filepath.Join(e, name))
+			return strings.TrimSpace(string(data))
+		}
+		level, err := strconv.Atoi(read("level"))
+		if err != nil || level < 2 || read("type") == "Instruction" {
 			continue
 		}
-		best = max(best, ParseCacheSize(string(data)))
+		if n := ParseCacheSize(read("size")); n > 0 {
+			sizes = append(sizes, n)
+		}
 	}
-	return best
+	slices.Sort(sizes)
+	return slices.Compact(sizes)
 }
 
 // ParseCacheSize reads a sysfs cache size ("32768K", "2M", "512"), in bytes; 0 when malformed.
@@ -70,40 +95,43 @@ func ParseCacheSize(s string) int64 {
 	return n * mult
 }
 
-// Pressured reports whether the weights of g (its initializers, 4 bytes an element) exceed
-// cache bytes, so that its layers' weights are evicted between runs (see Layer.Evict); false
-// when cache is 0 (unknown).
-func Pressured(g *onnxio.Graph, cache int64) bool {
-	if cache <= 0 {
-		return false
+// Pressure returns the bytes each run of layer l's programs reads first (Layer.Sweep) on a
+// machine with caches (sizes in bytes, smallest first: CacheSizes): where l's weights (4 bytes
+// an element) exceed the smallest, which a core has to itself, half again the largest; else 0,
+// as where caches is empty.
+func Pressure(l Layer, caches []int64) int64 {
+	if len(caches) == 0 || 4*int64(l.In)*int64(l.Out)*l.kernelSize() <= caches[0] {
+		return 0
 	}
-	var bytes int64
-	for _, t := range g.Initializers() {
-		if n, err := onnxio.NumElements(t.Dims); err == nil { // a bad shape is refused where decoded
-			bytes += 4 * int64(n)
-		}
-	}
-	return bytes > cache
+	last := caches[len(caches)-1]
+	return last + last/2
 }
 
-// sweep reads a buffer half again as large as the last-level cache, evicting what a program
-// left there; sink keeps the reads from being optimized away.
-func sweep() {
-	sweeper.Do(func() {
-		if n := LastLevelCache(); n > 0 {
-			sweeper.buf = make([]byte, n+n/2)
+// sweep reads n bytes of a buffer kept for it, evicting what a program left in the caches
+// smaller than n; sink keeps the reads from being optimized away. The buffer is written when
+// made: the pages of fresh memory that is only read all map the kernel's one zero page, and
+// reading them evicts nothing.
+func sweep(n int64) {
+	sweeper.Lock()
+	if int64(len(sweeper.buf)) < n {
+		b := make([]byte, n)
+		for i := 0; i < len(b); i += 64 {
+			b[i] = 1
 		}
-	})
+		sweeper.buf = b
+	}
+	b := sweeper.buf[:n]
+	sweeper.Unlock()
 	var s byte
-	for i := 0; i < len(sweeper.buf); i += 64 {
-		s += sweeper.buf[i]
+	for i := 0; i < len(b); i += 64 {
+		s += b[i]
 	}
 	sink.Add(uint32(s))
 }
 
 var (
 	sweeper struct {
-		sync.Once
+		sync.Mutex
 		buf []byte
 	}
 	sink atomic.Uint32 // sweeps may run in concurrent Measures

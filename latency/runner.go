@@ -128,7 +128,7 @@ func (r *ortRunner) Open(p Program) (Timer, error) {
 	}
 	in.refs++
 	r.mu.Unlock()
-	return &ortTimer{r: r, s: s, key: key, x: in.x, dims: p.Dims, evict: p.Evict}, nil
+	return &ortTimer{r: r, s: s, key: key, x: in.x, dims: p.Dims, sweep: p.Sweep}, nil
 }
 
 type ortTimer struct {
@@ -137,7 +137,7 @@ type ortTimer struct {
 	key   string
 	x     []float32
 	dims  []int64
-	evict bool
+	sweep int64 // bytes to sweep before each run (Layer.Sweep)
 }
 
 func discard([]ort.Output) error { return nil }
@@ -146,13 +146,15 @@ func discard([]ort.Output) error { return nil }
 // the time is that thread's CPU time, which leaves out the time the system gave to other
 // processes (on a busy machine, most of the noise); else the wall time.
 func (t *ortTimer) Run() (time.Duration, error) {
-	if t.evict {
-		sweep()
+	// The sweep runs on the thread that runs the program, so that it reaches its core's
+	// private caches.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if t.sweep > 0 {
+		sweep(t.sweep)
 		touch(t.x)
 	}
 	if t.r.opts.Threads == 1 {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
 		if c0, ok := threadCPU(); ok {
 			err := t.s.Run(t.x, t.dims, discard)
 			c1, _ := threadCPU()

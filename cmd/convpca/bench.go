@@ -755,7 +755,6 @@ func layerInputs(m *onnxio.Model, layers []benchLayer, r dataset.Reader, in ort.
 	if err != nil {
 		return fmt.Errorf("capture layer inputs: %w", err)
 	}
-	evict := latency.Pressured(m.Graph, latency.LastLevelCache()) // see latency.Layer.Evict
 	shapes[in.Name] = []int64{int64(n)}
 	for _, d := range r.Shape() {
 		shapes[in.Name] = append(shapes[in.Name], int64(d))
@@ -782,7 +781,7 @@ func layerInputs(m *onnxio.Model, layers []benchLayer, r dataset.Reader, in ort.
 			continue
 		}
 		bl.layer, bl.reason = latency.FromNode(m.Graph, bl.node, sample, batch)
-		bl.layer.Evict = evict
+		bl.layer.Sweep = latency.Pressure(bl.layer, latency.CacheSizes()) // see latency.Layer.Sweep
 	}
 	return nil
 }
