@@ -28,7 +28,8 @@ import (
 // that many bytes and then of the program's input, which in the model comes straight from the
 // layer before: weights cold, input warm. Sweeping every layer costs time for little where the
 // weights are small: a read of 1.5x a 32 MB cache takes about 2 ms, against layers of 0.02 to
-// 0.3 ms on MobileNetV2, whose tables then took 796 s instead of 195 (and 303 s so).
+// 0.3 ms on MobileNetV2, whose tables then took 796 s instead of 195 (303 s with its three
+// large layers alone cold).
 //
 // Cold is an upper bound. In a model, a large layer's weights are partly in the shared cache:
 // MobileNetV3-small's two classifier Gemms (2.4 and 4 MB) took 0.08 and 0.12 ms warm, 0.24 and
