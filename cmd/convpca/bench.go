@@ -81,7 +81,9 @@ func benchCommand() *cli.Command {
 			"            of --rank-multiple (default: 16 with AVX-512, 8 with AVX2, else 4) and a quarter and\n" +
 			"            a half of it, with the best at a few rank levels, how well the grid and the sum of the\n" +
 			"            chain's nodes predict a measured chain, and the sum of the layers against the whole\n" +
-			"            model. Layer shapes come from one run of the model on one batch of --calib DATA or\n" +
+			"            model. A layer whose weights exceed a core's own cache is timed cold (the caches\n" +
+			"            swept before each run, \"cold\" after its shape). Layer shapes come from one run of\n" +
+			"            the model on one batch of --calib DATA or\n" +
 			"            random data. Measurements are cached (--cache, default\n" +
 			"            $CONVPCA_LATENCY_CACHE or ~/.cache/convpca/latency; --no-cache).\n" +
 			"Exit codes: 0 success, 1 failure, 2 bad usage.",
