@@ -554,9 +554,8 @@ func TestCacheConcurrent(t *testing.T) {
 func TestTimingStatistics(t *testing.T) {
 	l := convLayer
 	type result struct {
-		tab  *Table
-		f    *fakeRunner
-		took time.Duration
+		tab *Table
+		f   *fakeRunner
 	}
 	measure := func(ms func(Program, int) float64, edit func(*Options)) result {
 		f := &fakeRunner{ident: "fake", ms: ms}
@@ -565,12 +564,11 @@ func TestTimingStatistics(t *testing.T) {
 		if edit != nil {
 			edit(&o)
 		}
-		t0 := time.Now()
 		tab, err := Measure([]Layer{l}, o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return result{tab, f, time.Since(t0)}
+		return result{tab, f}
 	}
 	check := func(name string, lt *LayerTimes, tol float64) {
 		t.Helper()
@@ -653,16 +651,16 @@ func TestTimingStatistics(t *testing.T) {
 	}
 	r = measure(slow, func(o *Options) { o.LayerBudget = 50 * time.Millisecond })
 	lt = r.tab.Layers[0]
-	for _, p := range append(lt.Input, lt.Both...) {
-		if p.Runs < hardMinRuns {
-			t.Errorf("budget: (%d, %d) ran %d times, want at least %d", p.R, p.K, p.Runs, hardMinRuns)
-		}
-	}
 	if small := len(lt.Small); len(lt.BothR) > small+2 || len(lt.Input) > small+2 {
 		t.Errorf("budget: grid %v x %v, input %d ranks: want it shrunk to the small ranks %v and 2 per side", lt.BothR, lt.BothK, len(lt.Input), lt.Small)
 	}
-	if r.took > 2*time.Second {
-		t.Errorf("budget of 50 ms took %v", r.took)
+	// A round of the slow programs takes longer than the budget (each run sleeps 1 ms), so
+	// the rounds stop at exactly the minimum, however slow the machine (a wall-clock bound
+	// here failed on a loaded CI machine).
+	for _, p := range append(lt.Input, lt.Both...) {
+		if p.Runs != hardMinRuns {
+			t.Errorf("budget: (%d, %d) ran %d times, want exactly %d", p.R, p.K, p.Runs, hardMinRuns)
+		}
 	}
 }
 
