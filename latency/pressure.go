@@ -69,7 +69,7 @@ func readCacheSizes(dir string) []int64 {
 		if err != nil || level < 2 || read("type") == "Instruction" {
 			continue
 		}
-		if n := ParseCacheSize(read("size")); n > 0 {
+		if n := parseCacheSize(read("size")); n > 0 {
 			sizes = append(sizes, n)
 		}
 	}
@@ -77,8 +77,8 @@ func readCacheSizes(dir string) []int64 {
 	return slices.Compact(sizes)
 }
 
-// ParseCacheSize reads a sysfs cache size ("32768K", "2M", "512"), in bytes; 0 when malformed.
-func ParseCacheSize(s string) int64 {
+// parseCacheSize reads a sysfs cache size ("32768K", "2M", "512"), in bytes; 0 when malformed.
+func parseCacheSize(s string) int64 {
 	s = strings.TrimSpace(s)
 	mult := int64(1)
 	switch {

@@ -23,8 +23,8 @@ func TestParseCacheSize(t *testing.T) {
 		{"32768KB", 0},
 		{"lots", 0},
 	} {
-		if got := ParseCacheSize(tc.in); got != tc.want {
-			t.Errorf("ParseCacheSize(%q) = %d, want %d", tc.in, got, tc.want)
+		if got := parseCacheSize(tc.in); got != tc.want {
+			t.Errorf("parseCacheSize(%q) = %d, want %d", tc.in, got, tc.want)
 		}
 	}
 	// A fake sysfs tree: level-1 caches and unreadable entries are left out, equal sizes kept once.
