@@ -43,11 +43,61 @@ import (
 // kernel's one zero page, and reading it evicts nothing (48 MB read in 9.4 ms, written and read
 // in 2 ms; the first sweep, before this, evicted only translations).
 
-// CacheSizes returns the sizes in bytes of cpu0's data and unified caches of level 2 and above
-// (Linux sysfs), smallest first; nil where unknown.
+// CacheSizes returns the sizes in bytes of cpu0's data and unified caches of level 2 and above,
+// smallest first, as Linux's sysfs lists them, else (on virtual machines that list none, as
+// Firecracker's) as the processor's CPUID says (cpuidCacheSizes); nil where unknown.
 func CacheSizes() []int64 {
-	caches.Do(func() { caches.sizes = readCacheSizes("/sys/devices/system/cpu/cpu0/cache") })
+	caches.Do(func() {
+		caches.sizes = readCacheSizes("/sys/devices/system/cpu/cpu0/cache")
+		if len(caches.sizes) == 0 && hostCPUID != nil {
+			caches.sizes = cpuidCacheSizes(hostCPUID)
+		}
+	})
 	return caches.sizes
+}
+
+// cpuidCacheSizes returns the sizes in bytes of the data and unified caches of level 2 and
+// above that x86 CPUID query reports, smallest first: from the deterministic cache parameters
+// (leaf 4 on Intel, 0x8000001D on AMD: ways x partitions x line size x sets), else from AMD's
+// older leaf 0x80000006 (L2 in KB in ECX[31:16], L3 in 512 KB units in EDX[31:18]; Intel's
+// gives L2 alone); nil when none answers. A virtual machine's CPUID may be the host's or made
+// up (one here reported no deterministic parameters and an L3 of 508 MB): Pressure bounds what
+// it sweeps.
+func cpuidCacheSizes(query func(eax, ecx uint32) (a, b, c, d uint32)) []int64 {
+	maxLeaf, _, _, _ := query(0, 0)
+	maxExt, _, _, _ := query(0x80000000, 0)
+	var sizes []int64
+	for _, leaf := range []uint32{4, 0x8000001D} {
+		if leaf < 0x80000000 && leaf > maxLeaf || leaf >= 0x80000000 && leaf > maxExt {
+			continue
+		}
+		for i := uint32(0); i < 16; i++ {
+			a, b, c, _ := query(leaf, i)
+			kind, level := a&31, (a>>5)&7
+			if kind == 0 {
+				break
+			}
+			if level < 2 || kind == 2 { // 2: instruction cache
+				continue
+			}
+			ways, parts, line := int64(b>>22)+1, int64(b>>12&1023)+1, int64(b&4095)+1
+			sizes = append(sizes, ways*parts*line*(int64(c)+1))
+		}
+		if len(sizes) > 0 {
+			break
+		}
+	}
+	if len(sizes) == 0 && maxExt >= 0x80000006 {
+		_, _, c, d := query(0x80000006, 0)
+		if l2 := int64(c >> 16); l2 > 0 {
+			sizes = append(sizes, l2<<10)
+		}
+		if l3 := int64(d >> 18); l3 > 0 {
+			sizes = append(sizes, l3*512<<10)
+		}
+	}
+	slices.Sort(sizes)
+	return slices.Compact(sizes)
 }
 
 var caches struct {
@@ -96,15 +146,20 @@ func parseCacheSize(s string) int64 {
 	return n * mult
 }
 
+// MaxSweptCache bounds the largest cache Pressure sweeps, in bytes: a read of 1.5x 64 MB takes
+// some 4 ms, against layers of a fraction of a millisecond, and a virtual machine may report a
+// cache it does not give one core (508 MB by CPUID on one here).
+const MaxSweptCache = 64 << 20
+
 // Pressure returns the bytes each run of layer l's programs reads first (Layer.Sweep) on a
 // machine with caches (sizes in bytes, smallest first: CacheSizes): where l's weights (4 bytes
-// an element) exceed the smallest, which a core has to itself, half again the largest; else 0,
-// as where caches is empty.
+// an element) exceed the smallest, which a core has to itself, half again the largest (at most
+// MaxSweptCache); else 0, as where caches is empty.
 func Pressure(l Layer, caches []int64) int64 {
 	if len(caches) == 0 || 4*int64(l.In)*int64(l.Out)*l.kernelSize() <= caches[0] {
 		return 0
 	}
-	last := caches[len(caches)-1]
+	last := min(caches[len(caches)-1], MaxSweptCache)
 	return last + last/2
 }
 

@@ -75,6 +75,7 @@ func TestPressure(t *testing.T) {
 		{conv, []int64{l2}, l2 + l2/2},
 		{conv, []int64{4 << 20, l3}, 0},
 		{convLayer, []int64{l2, l3}, 0},
+		{gemm, []int64{l2, 508 << 20}, MaxSweptCache + MaxSweptCache/2},
 	} {
 		if got := Pressure(tc.l, tc.caches); got != tc.want {
 			t.Errorf("Pressure(%s, caches %v) = %d, want %d", tc.l, tc.caches, got, tc.want)
@@ -131,6 +132,56 @@ func TestSweepRun(t *testing.T) {
 	for i := 0; i < len(sweeper.buf); i += 4096 {
 		if sweeper.buf[i] == 0 {
 			t.Fatalf("sweep buffer's page at byte %d never written", i)
+		}
+	}
+}
+
+// fakeCPUID answers CPUID queries from a table of leaf and subleaf; zeros elsewhere, as real
+// processors answer for leaves they lack.
+type fakeCPUID map[[2]uint32][4]uint32
+
+func (f fakeCPUID) query(eax, ecx uint32) (a, b, c, d uint32) {
+	r := f[[2]uint32{eax, ecx}]
+	return r[0], r[1], r[2], r[3]
+}
+
+// det encodes one cache's deterministic parameters (CPUID leaf 4 or 0x8000001D): type (1
+// data, 2 instruction, 3 unified), level, ways, partitions, line size and sets.
+func det(kind, level, ways, parts, line, sets uint32) [4]uint32 {
+	return [4]uint32{kind | level<<5, (ways-1)<<22 | (parts-1)<<12 | (line - 1), sets - 1, 0}
+}
+
+func TestCPUIDCacheSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    fakeCPUID
+		want []int64
+	}{
+		{"intel leaf 4", fakeCPUID{
+			{0, 0}: {0x1b}, {0x80000000, 0}: {0x80000008},
+			{4, 0}: det(1, 1, 12, 1, 64, 64), {4, 1}: det(2, 1, 8, 1, 64, 64),
+			{4, 2}: det(3, 2, 20, 1, 64, 1024), {4, 3}: det(3, 3, 12, 1, 64, 49152),
+			{0x80000006, 0}: {0, 0, 1280 << 16, 0},
+		}, []int64{20 * 64 * 1024, 12 * 64 * 49152}},
+		{"amd 0x8000001D", fakeCPUID{
+			{0, 0}: {0x10}, {0x80000000, 0}: {0x80000021},
+			{0x8000001D, 0}: det(1, 1, 8, 1, 64, 64), {0x8000001D, 1}: det(2, 1, 8, 1, 64, 64),
+			{0x8000001D, 2}: det(3, 2, 8, 1, 64, 2048), {0x8000001D, 3}: det(3, 3, 16, 1, 64, 32768),
+			{0x80000006, 0}: {0, 0, 1024 << 16, 64 << 18},
+		}, []int64{1 << 20, 32 << 20}},
+		{"amd legacy leaf only", fakeCPUID{
+			{0, 0}: {0xd}, {0x80000000, 0}: {0x80000021},
+			{0x80000006, 0}: {0, 0, 1024 << 16, 1016 << 18},
+		}, []int64{1 << 20, 508 << 20}},
+		{"intel legacy L2 only", fakeCPUID{
+			{0, 0}: {2}, {0x80000000, 0}: {0x80000008},
+			{4, 2}:          det(3, 2, 20, 1, 64, 1024), // beyond the maximum leaf: not asked
+			{0x80000006, 0}: {0, 0, 256 << 16, 0},
+		}, []int64{256 << 10}},
+		{"nothing", fakeCPUID{{0, 0}: {1}, {0x80000000, 0}: {0x80000004}}, nil},
+	} {
+		if got := cpuidCacheSizes(tc.f.query); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: cpuidCacheSizes = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
