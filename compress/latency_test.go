@@ -64,3 +64,18 @@ func TestLatencyReport(t *testing.T) {
 		t.Errorf("rule %q", got)
 	}
 }
+
+func TestInModelSaving(t *testing.T) {
+	for _, tc := range []struct{ orig, after, inModel, want float64 }{
+		{2, 1, 0, 1},       // not in the profile: the table's saving
+		{2, 1, 1.5, 1},     // faster in the model (the table's overheads): the table's saving
+		{2, 1, 2, 1},       // as in the table
+		{2, 1, 3, 1.5},     // half again slower in the model: saves half again more
+		{2, 2.5, 3, -0.75}, // a loss grows alike
+		{0, 0, 1, 0},       // no time in the table
+	} {
+		if got := InModelSaving(tc.orig, tc.after, tc.inModel); got != tc.want {
+			t.Errorf("InModelSaving(%g, %g, %g) = %g, want %g", tc.orig, tc.after, tc.inModel, got, tc.want)
+		}
+	}
+}

@@ -52,6 +52,13 @@
 // cache, half again the largest cache), each run of the layer's programs is preceded, untimed,
 // by a read of that many bytes and then of the program's input (see pressure.go).
 //
+// Where the machine does not list its caches in sysfs (a Firecracker virtual machine does
+// not), CacheSizes asks the processor (CPUID), and Pressure sweeps at most 1.5x MaxSweptCache.
+//
+// Profile runs a whole model with onnxruntime's profiling on and returns each node's median
+// time in it (NodeTimes, found for a layer by NodeTimes.Of under the names onnxruntime gives
+// what it rewrites): what the layer really costs in the model, to set against its table.
+//
 // The same overheads are in every candidate of a layer and in its original (same input and
 // output, same context): differences between them (what a rank saves) are sound, but the sum of the layers'
 // times overestimates the whole model (1.1x to 1.9x on MNIST at batch 64 across runs on a busy

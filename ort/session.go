@@ -132,6 +132,9 @@ type RuntimeOptions struct {
 	Library  string   // path of libonnxruntime.so.1; "" searches (see FindLibrary)
 	Provider Provider // "" means Auto
 	Threads  int      // intra-op threads; 0 lets onnxruntime choose
+	// Profile, when not empty, turns on onnxruntime's profiling: a session writes its profile
+	// (JSON, an event per node run) to a file named with this prefix when it is closed.
+	Profile string
 	// Warn receives warnings for the user (such as falling back to CPU); nil discards them.
 	Warn func(msg string)
 }
@@ -166,6 +169,11 @@ func NewSessionInputs(model []byte, inputs, outputs []string, opts RuntimeOption
 	if opts.Threads > 0 {
 		if err := so.SetIntraOpNumThreads(opts.Threads); err != nil {
 			return nil, fmt.Errorf("onnxruntime threads: %w", err)
+		}
+	}
+	if opts.Profile != "" {
+		if err := so.EnableProfiling(opts.Profile); err != nil {
+			return nil, fmt.Errorf("onnxruntime profiling: %w", err)
 		}
 	}
 	used := CPU

@@ -38,8 +38,9 @@ type latencyReport struct {
 			Ms   float64 `json:"ms"`
 			Runs int     `json:"runs"`
 		} `json:"original"`
-		Predicted  float64 `json:"predicted_ms"`
-		Compressed *struct {
+		Predicted       float64 `json:"predicted_ms"`
+		TablesPredicted float64 `json:"tables_predicted_ms"`
+		Compressed      *struct {
 			Ms   float64 `json:"ms"`
 			Runs int     `json:"runs"`
 		} `json:"compressed"`
@@ -55,6 +56,7 @@ type latencyLayer struct {
 	Rank       int     `json:"rank"`
 	OriginalMs float64 `json:"original_ms"`
 	AfterMs    float64 `json:"after_ms"`
+	InModelMs  float64 `json:"in_model_ms"`
 }
 
 func readLatencyReport(t *testing.T, path string) latencyReport {
@@ -111,8 +113,20 @@ func TestTargetLatencyMNIST(t *testing.T) {
 	if l.Original == nil || l.Compressed == nil || !(l.Original.Ms > 0) || !(l.Compressed.Ms > 0) || l.Original.Runs < 3 || l.Compressed.Runs < 3 {
 		t.Fatalf("whole models not timed: %+v", l)
 	}
-	// Predicted: the original measured less the layers' savings in the tables.
-	if want := l.Original.Ms - (l.LayersBefore - l.LayersAfter); !(l.Predicted > 0) || abs(l.Predicted-want) > 1e-9*want {
+	// Predicted: the original measured less the layers' savings in the tables, each scaled
+	// by the layer's time in the original model's profile over its table's where larger;
+	// every layer of the model is in the profile.
+	if want := l.Original.Ms - (l.LayersBefore - l.LayersAfter); !(l.TablesPredicted > 0) || abs(l.TablesPredicted-want) > 1e-9*want {
+		t.Errorf("predicted by the tables %.4f ms, want %.4f", l.TablesPredicted, want)
+	}
+	saved := 0.0
+	for _, ll := range l.Layers {
+		if !(ll.InModelMs > 0) {
+			t.Errorf("layer %s: not found in the original model's profile", ll.Name)
+		}
+		saved += (ll.OriginalMs - ll.AfterMs) * max(1, ll.InModelMs/ll.OriginalMs)
+	}
+	if want := l.Original.Ms - saved; !(l.Predicted > 0) || abs(l.Predicted-want) > 1e-9*want {
 		t.Errorf("predicted %.4f ms, want %.4f", l.Predicted, want)
 	}
 	if len(l.Layers) != len(rep.Layers) {
