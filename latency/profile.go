@@ -114,22 +114,50 @@ func parseProfile(data []byte, skip int) (NodeTimes, error) {
 
 // Of returns the time of node n of g (a Conv, Gemm or MatMul) in the profiled model, and
 // whether the profile has it. onnxruntime renames what it rewrites: a Conv it runs in the
-// blocked layout is named after its output with "_nchwc" appended, and a Conv with the
-// activation after it fused (fusedActivations) after the activation's output; others keep
-// their names.
+// blocked layout is named after its output with "_nchwc" appended; a Conv with what follows
+// it fused in (a BatchNormalization, an Add or Mul, an activation: fusedFollowers, each the
+// only reader of the tensor before it) after the last one's output, or that one's name; a
+// node rewritten by a fusion of onnxruntime's keeps its name with "/" and the fusion's
+// appended (PaddleOCR rec's last MatMul: "p2o.MatMul.24/MatmulTransposeFusion/"). The first
+// name along the chain the profile has is the node's.
 func (t NodeTimes) Of(g *onnxio.Graph, n *onnxio.Node) (float64, bool) {
 	names := []string{n.Name}
-	if len(n.Outputs) == 1 {
-		out := n.Outputs[0]
+	for cur, depth := n, 0; len(cur.Outputs) == 1 && depth <= maxFused; depth++ {
+		out := cur.Outputs[0]
 		names = append(names, out+"_nchwc")
-		if cs := g.Consumers(out); n.Op == "Conv" && len(cs) == 1 && fusedActivations[cs[0].Op] && len(cs[0].Outputs) == 1 {
-			names = append(names, cs[0].Outputs[0]+"_nchwc", cs[0].Name)
+		if cur != n {
+			names = append(names, cur.Name)
 		}
+		cs := g.Consumers(out)
+		if len(cs) != 1 || !fusedFollowers[cs[0].Op] || slices.Contains(g.Outputs(), out) {
+			break
+		}
+		cur = cs[0]
 	}
 	for _, name := range names {
 		if ms, ok := t[name]; ok && name != "" {
 			return ms, true
 		}
 	}
-	return 0, false
+	if n.Name == "" {
+		return 0, false
+	}
+	var found []string
+	for name := range t {
+		if strings.HasPrefix(name, n.Name+"/") {
+			found = append(found, name)
+		}
+	}
+	if len(found) != 1 {
+		return 0, false
+	}
+	return t[found[0]], true
 }
+
+// fusedFollowers are the nodes onnxruntime may fuse into the Conv before them (its Conv with
+// BatchNormalization, Add and Mul fusions, activations, and the blocked Conv's sum input),
+// and maxFused how many in a row Of follows.
+var fusedFollowers = map[string]bool{"BatchNormalization": true, "Add": true, "Mul": true,
+	"Relu": true, "LeakyRelu": true, "Clip": true, "HardSigmoid": true, "Sigmoid": true, "Tanh": true}
+
+const maxFused = 3
