@@ -42,11 +42,7 @@ func Profile(p Program, opts ort.RuntimeOptions, budget time.Duration) (NodeTime
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 	}
-	n := 1
-	for _, d := range p.Dims {
-		n *= int(d)
-	}
-	x := randomInput(n)
+	x := randomInput(p.Dims)
 	deadline := time.Now().Add(budget)
 	for i := 0; i < profileWarm+minProfileRuns || i < profileWarm+maxProfileRuns && time.Now().Before(deadline); i++ {
 		if err := s.Run(x, p.Dims, discard); err != nil {
@@ -103,8 +99,7 @@ func parseProfile(data []byte, skip int) (NodeTimes, error) {
 		if len(d) > skip {
 			d = d[skip:]
 		}
-		slices.Sort(d)
-		t[name] = d[len(d)/2]
+		t[name] = Median(d)
 	}
 	if len(t) == 0 {
 		return nil, errors.New("onnxruntime's profile holds no node")

@@ -111,15 +111,11 @@ func (r *ortRunner) Open(p Program) (Timer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	n := 1
-	for _, d := range p.Dims {
-		n *= int(d)
-	}
 	key := fmt.Sprint(p.Dims)
 	r.mu.Lock()
 	in := r.inputs[key]
 	if in == nil {
-		in = &input{x: randomInput(n)}
+		in = &input{x: randomInput(p.Dims)}
 		r.inputs[key] = in
 	}
 	in.refs++
@@ -127,9 +123,13 @@ func (r *ortRunner) Open(p Program) (Timer, error) {
 	return &ortTimer{r: r, s: s, key: key, x: in.x, dims: p.Dims, sweep: p.Sweep}, nil
 }
 
-// randomInput returns n values drawn from N(0, 1), the same for the same n: the time of a dense
-// float kernel does not depend on them.
-func randomInput(n int) []float32 {
+// randomInput returns a tensor of shape dims drawn from N(0, 1), the same for the same number of
+// values: the time of a dense float kernel does not depend on them.
+func randomInput(dims []int64) []float32 {
+	n := 1
+	for _, d := range dims {
+		n *= int(d)
+	}
 	x := make([]float32, n)
 	rng := rand.New(rand.NewPCG(uint64(n), 7))
 	for i := range x {
